@@ -1,0 +1,1 @@
+"""Stage subcommands of ``imitate``: each module has HELP, add_arguments() and main()."""

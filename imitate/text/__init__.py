@@ -1,0 +1,1 @@
+"""Frozen text encoders and the precomputed text-embedding store."""

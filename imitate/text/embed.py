@@ -1,0 +1,174 @@
+"""Sections -> frozen text embeddings, stored once in Parquet so pretraining never runs the encoder.
+
+Findings and Impression are embedded separately. Identical normalised texts are embedded once (MIMIC
+impressions repeat a lot), batches are sorted by token length to minimise padding, and the result keeps
+the input's row order. A missing or whitespace-only section gives a null embedding and a false flag.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from imitate.parquet import write_table
+from imitate.text.encoder import TextEncoder
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("study_id", "findings", "impression")
+METADATA_KEY = "imitate.embeddings"
+_SPACE = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    """How texts are embedded (recorded in the output's metadata)."""
+
+    pooling: str = "cls"
+    max_length: int = 256
+    batch_size: int = 64
+    dtype: str = "float16"
+
+
+@dataclass(frozen=True)
+class EmbedCounts:
+    """What the embed stage did, for logs and tests."""
+
+    n_studies: int
+    n_texts: int
+    n_unique: int
+    n_missing_findings: int
+    n_missing_impression: int
+    n_truncated: int
+    longest_tokens: int
+
+
+def normalise(text: str | None) -> str | None:
+    """Collapse whitespace; ``None`` for missing, empty or whitespace-only text."""
+    if text is None:
+        return None
+    text = _SPACE.sub(" ", text).strip()
+    return text or None
+
+
+def read_sections(path: str | Path) -> pa.Table:
+    """Read the texts to embed, failing clearly when a needed column is missing."""
+    schema = pq.read_schema(path)
+    missing = [c for c in REQUIRED_COLUMNS if c not in schema.names]
+    if missing:
+        need = ", ".join(REQUIRED_COLUMNS)
+        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; the embed stage needs {need}")
+    return pq.read_table(path, columns=list(REQUIRED_COLUMNS))
+
+
+def embed_unique(
+    encoder: TextEncoder, texts: Sequence[str], settings: EmbedSettings, device: torch.device
+) -> tuple[np.ndarray, int, int]:
+    """Embed distinct ``texts`` in length-sorted batches; returns (float32 N×D, n truncated, longest)."""
+    lengths = [len(ids) for ids in encoder.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
+    order = np.argsort(lengths, kind="stable")
+    out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
+    for start in range(0, len(texts), settings.batch_size):
+        idx = order[start : start + settings.batch_size]
+        batch = [texts[i] for i in idx]
+        emb = encoder.encode(batch, pooling=settings.pooling, max_length=settings.max_length, device=device)
+        out[idx] = emb.cpu().numpy()
+    n_truncated = sum(n > settings.max_length for n in lengths)
+    return out, n_truncated, max(lengths, default=0)
+
+
+def _embedding_column(values: list[str | None], index: dict[str, int], table: np.ndarray, dtype) -> pa.Array:
+    dim = table.shape[1]
+    flat = np.zeros((len(values), dim), dtype=dtype)
+    mask = np.ones(len(values), dtype=bool)
+    for row, text in enumerate(values):
+        if text is not None:
+            flat[row] = table[index[text]]
+            mask[row] = False
+    storage = pa.array(flat.reshape(-1), type=pa.from_numpy_dtype(dtype))
+    return pa.FixedSizeListArray.from_arrays(storage, dim, mask=pa.array(mask))
+
+
+def embed_sections(
+    sections: pa.Table, encoder: TextEncoder, settings: EmbedSettings, device: str = "cpu"
+) -> tuple[pa.Table, EmbedCounts]:
+    """Embed the Findings and Impression of every row of ``sections`` (order kept)."""
+    findings = [normalise(t) for t in sections.column("findings").to_pylist()]
+    impression = [normalise(t) for t in sections.column("impression").to_pylist()]
+    texts = [t for t in findings + impression if t is not None]
+    unique = sorted(set(texts))
+    index = {t: i for i, t in enumerate(unique)}
+    table, n_truncated, longest = embed_unique(encoder, unique, settings, torch.device(device))
+    dtype = np.float16 if settings.dtype == "float16" else np.float32
+    out = pa.table(
+        {
+            "study_id": sections.column("study_id").cast(pa.int64()),
+            "findings_emb": _embedding_column(findings, index, table, dtype),
+            "impression_emb": _embedding_column(impression, index, table, dtype),
+            "has_findings": pa.array([t is not None for t in findings]),
+            "has_impression": pa.array([t is not None for t in impression]),
+        }
+    )
+    counts = EmbedCounts(
+        n_studies=len(findings),
+        n_texts=len(texts),
+        n_unique=len(unique),
+        n_missing_findings=findings.count(None),
+        n_missing_impression=impression.count(None),
+        n_truncated=n_truncated,
+        longest_tokens=longest,
+    )
+    return out, counts
+
+
+def encoder_metadata(encoder: TextEncoder, settings: EmbedSettings) -> dict[str, str]:
+    """What a consumer must match to use these embeddings (checked when a checkpoint loads them)."""
+    facts = {
+        "encoder": encoder.name,
+        "weights_sha256": encoder.weights_sha256,
+        "tokenizer": type(encoder.tokenizer).__name__,
+        "dim": encoder.dim,
+        **asdict(settings),
+    }
+    return {METADATA_KEY: json.dumps(facts, sort_keys=True)}
+
+
+def write_embeddings(
+    sections_path: str | Path,
+    out: str | Path,
+    encoder: TextEncoder,
+    settings: EmbedSettings,
+    device: str = "cpu",
+) -> EmbedCounts:
+    """Read ``sections_path``, embed it, write ``out`` with the encoder facts as Parquet metadata."""
+    table, counts = embed_sections(read_sections(sections_path), encoder, settings, device)
+    write_table(table, out, encoder_metadata(encoder, settings))
+    log.info(
+        "embedded %d studies: %d texts, %d unique (%.1f%%), %d missing findings, %d missing impression",
+        counts.n_studies, counts.n_texts, counts.n_unique, 100 * counts.n_unique / max(counts.n_texts, 1),
+        counts.n_missing_findings, counts.n_missing_impression,
+    )
+    if counts.n_truncated:
+        log.warning(
+            "%d texts longer than max_length=%d tokens were truncated (longest: %d tokens)",
+            counts.n_truncated, settings.max_length, counts.longest_tokens,
+        )
+    return counts
+
+
+def read_embedding_facts(path: str | Path) -> dict[str, object]:
+    """The encoder facts stored in an embeddings file."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(METADATA_KEY.encode())
+    if raw is None:
+        raise ValueError(f"{path}: not an imitate embeddings file (no {METADATA_KEY} metadata)")
+    return json.loads(raw)
