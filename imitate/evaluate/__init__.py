@@ -1,0 +1,1 @@
+"""Downstream evaluation of frozen vision encoders."""
