@@ -1,0 +1,26 @@
+# imitate: MIMIC-CXR reports and images -> IMITATE pretraining -> downstream evaluation tables.
+# This file is the table of contents; each stage is a rule file under workflow/rules/, and every rule
+# is a thin call of `python -m imitate <stage>` (all logic lives in the imitate package).
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/sections.smk"
+include: "workflow/rules/manifest.smk"
+include: "workflow/rules/shards.smk"
+include: "workflow/rules/embed.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/evaluate.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

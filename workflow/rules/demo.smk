@@ -1,0 +1,24 @@
+# The embedded demo: a synthetic MIMIC-CXR written in the real on-disk layout (data.source: demo).
+
+if config["data"]["source"] == "demo":
+
+    rule demo_data:
+        output:
+            metadata=raw("metadata"),
+            split=raw("split"),
+            labels=raw("labels"),
+            reports=directory(raw("reports")),
+        log:
+            "logs/demo_data.log",
+        params:
+            demo=config["demo"],
+            root=DATA_ROOT,
+            fractions=" ".join(f"{k}={v}" for k, v in sorted(config["demo"]["split_fractions"].items())),
+        threads: 8
+        conda:
+            "../../envs/imitate.yaml"
+        shell:
+            "{IMITATE} demo-data {params.root} --n-studies {params.demo[n_studies]}"
+            " --seed {params.demo[seed]} --image-size {params.demo[image_size]}"
+            " --dicom-fraction {params.demo[dicom_fraction]} --split-fractions {params.fractions}"
+            " --workers {threads} > {log} 2>&1"

@@ -1,0 +1,61 @@
+# Downstream evaluation of frozen encoders -> per-method results -> tables with provenance.
+
+
+rule linear_subsets:
+    input:
+        shards=rules.shards.output.manifest,
+    output:
+        subsets="results/evaluate/linear_classification/subsets.parquet",
+    log:
+        "logs/evaluate/linear_subsets.log",
+    params:
+        fractions=" ".join(str(f) for f in config["evaluate"]["linear_classification"]["fractions"]),
+        seed=config["seed"],
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "{IMITATE} subsets --shards {input.shards} --fractions {params.fractions} --seed {params.seed}"
+        " --out {output.subsets} --run-id {RUN_ID} > {log} 2>&1"
+
+
+rule linear_classification:
+    input:
+        shards=rules.shards.output.manifest,
+        labels=raw("labels"),
+        subsets=rules.linear_subsets.output.subsets,
+        weights=method_weights,
+    output:
+        results="results/evaluate/linear_classification/{method}.parquet",
+    log:
+        "logs/evaluate/linear_classification/{method}.log",
+    params:
+        settings=settings("evaluate", "linear_classification"),
+        weights=weights_arg,
+        backbone=config["model"]["backbone"],
+        crop=config["evaluate"]["linear_classification"].get("crop_size") or config["pretrain"]["crop_size"],
+        dataset=DATASET,
+        seed=config["seed"],
+    threads: 1
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "{IMITATE} evaluate --task linear_classification --method {wildcards.method} {params.weights}"
+        " --shards {input.shards} --labels {input.labels} --subsets {input.subsets}"
+        " --backbone {params.backbone} --crop-size {params.crop} --dataset {params.dataset}"
+        " --seed {params.seed} --settings {params.settings:q} --out {output.results} --run-id {RUN_ID}"
+        " > {log} 2>&1"
+
+
+rule tables:
+    input:
+        parts=expand("results/evaluate/{{task}}/{method}.parquet", method=linear_methods()),
+    output:
+        csv=report("results/tables/{task}.csv", category="Results", caption="../report/tables.rst"),
+        md="results/tables/{task}.md",
+    log:
+        "logs/tables/{task}.log",
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "{IMITATE} tables {input.parts} --task {wildcards.task} --csv {output.csv} --md {output.md}"
+        " --run-id {RUN_ID} > {log} 2>&1"

@@ -1,0 +1,27 @@
+# Metadata (frontal views) x official split x sections, token filter -> the image and study manifests.
+
+
+rule manifest:
+    input:
+        sections=rules.sections.output.sections,
+        metadata=raw("metadata"),
+        split=raw("split"),
+    output:
+        images="results/manifest/images.parquet",
+        studies="results/manifest/studies.parquet",
+        rejects="results/manifest/rejects.parquet",
+        counts="results/manifest/counts.json",
+    log:
+        "logs/manifest.log",
+    params:
+        root=DATA_ROOT,
+        trees=image_tree_args(),
+        views=" ".join(shlex.quote(v) for v in config["manifest"]["views"]),
+        min_tokens=config["manifest"]["min_tokens"],
+        text_mode=config["manifest"].get("text_mode", "hierarchical"),
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "{IMITATE} manifest --sections {input.sections} --metadata {input.metadata} --split {input.split}"
+        " --root {params.root} {params.trees} --views {params.views} --min-tokens {params.min_tokens}"
+        " --text-mode {params.text_mode} --out-dir results/manifest > {log} 2>&1"

@@ -1,0 +1,28 @@
+# Image shards x text embeddings -> IMITATE pretraining (torchrun; one process per GPU, one on CPU).
+
+
+rule pretrain:
+    input:
+        shards=rules.shards.output.manifest,
+        embeddings=rules.embed.output.embeddings,
+    output:
+        encoder="results/pretrain/encoder.safetensors",
+        checkpoint="results/pretrain/checkpoint.pt",
+        metrics="results/pretrain/metrics.jsonl",
+        card="results/pretrain/model_card.json",
+    log:
+        "logs/pretrain.log",
+    params:
+        model=settings("model"),
+        pretrain=settings("pretrain"),
+        encoder=config["embed"]["encoder"],
+        seed=config["seed"],
+    threads: 2
+    resources:
+        gpu=0,
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "{IMITATE} pretrain --shards {input.shards} --embeddings {input.embeddings}"
+        " --model-settings {params.model:q} --settings {params.pretrain:q} --text-encoder {params.encoder}"
+        " --seed {params.seed} --out-dir results/pretrain --run-id {RUN_ID} > {log} 2>&1"

@@ -1,0 +1,24 @@
+# Reports -> Findings / Impression per study, and a reason for every report that yields neither.
+
+
+rule sections:
+    input:
+        reports=raw("reports"),
+    output:
+        sections="results/sections/sections.parquet",
+        rejects="results/sections/rejects.parquet",
+    log:
+        "logs/sections.log",
+    params:
+        mode=config["sections"]["mode"],
+        overrides=(
+            f"--overrides {shlex.quote(config['sections']['overrides'])}"
+            if config["sections"].get("overrides")
+            else ""
+        ),
+    threads: 8
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "{IMITATE} sections {input.reports} --out {output.sections} --rejects {output.rejects}"
+        " --mode {params.mode} {params.overrides} --workers {threads} > {log} 2>&1"

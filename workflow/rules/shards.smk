@@ -1,0 +1,21 @@
+# Frontal images -> resized, lossless WebDataset shards per split, byte-identical on rerun.
+
+
+rule shards:
+    input:
+        images=rules.manifest.output.images,
+    output:
+        manifest="results/shards/manifest.parquet",
+        rejects="results/shards/rejects.parquet",
+    log:
+        "logs/shards.log",
+    params:
+        root=DATA_ROOT,
+        cfg=config["shards"],
+    threads: 8
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "{IMITATE} shards {input.images} --root {params.root} --out results/shards"
+        " --image-size {params.cfg[image_size]} --samples-per-shard {params.cfg[samples_per_shard]}"
+        " --format {params.cfg[format]} --workers {threads} > {log} 2>&1"
