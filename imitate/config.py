@@ -27,7 +27,7 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict[str, Any]:
 
 def validate_config(config: Mapping[str, Any], source: str = "config") -> None:
     """Raise :class:`ConfigError` naming ``source`` and the offending key if ``config`` breaks the schema."""
-    validator = jsonschema.Draft7Validator(load_schema())
+    validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"  {'/'.join(map(str, e.absolute_path)) or '<top>'}: {e.message}" for e in errors]

@@ -2,16 +2,16 @@
 
 import json
 import shlex
-import sys
+from pathlib import Path
 
 from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
 
-# Rules run `python -m imitate` from this checkout, also inside a `--sdm conda` environment.
-shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{PYTHONPATH:+:$PYTHONPATH}}; ")
+# Rules run `python -m imitate <stage>` from this checkout, also inside a `--sdm conda` environment.
+# (Snakemake formats the prefix like a shell command, hence the quadrupled braces in this f-string.)
+shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
-IMITATE = "python -m imitate"
 RUN_ID = config["run_id"]
 DATA_ROOT = config["data"]["root"]
 
@@ -19,6 +19,20 @@ DATA_ROOT = config["data"]["root"]
 def raw(key):
     """A raw input of the data block, as a path under data.root."""
     return f"{DATA_ROOT}/{config['data'][key]}"
+
+
+def data_root_of(path):
+    """data.root, recovered from the path of the metadata CSV under it."""
+    depth = len(Path(config["data"]["metadata"]).parts)
+    return str(Path(path).parents[depth - 1])
+
+
+def root_from_input(wildcards, input):
+    return data_root_of(input.metadata)
+
+
+def root_from_output(wildcards, output):
+    return data_root_of(output.metadata)
 
 
 def settings(*keys):
@@ -31,7 +45,8 @@ def settings(*keys):
 
 def image_tree_args():
     """--image-tree DIR:EXT arguments for the manifest stage."""
-    return " ".join(f"--image-tree {shlex.quote(t['dir'] + ':' + t['ext'])}" for t in config["data"]["image_trees"])
+    trees = [f"{t['dir']}:{t['ext']}" for t in config["data"]["image_trees"]]
+    return " ".join(f"--image-tree {shlex.quote(tree)}" for tree in trees)
 
 
 def linear_methods():

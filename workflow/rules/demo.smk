@@ -12,13 +12,13 @@ if config["data"]["source"] == "demo":
             "logs/demo_data.log",
         params:
             demo=config["demo"],
-            root=DATA_ROOT,
+            root=root_from_output,
             fractions=" ".join(f"{k}={v}" for k, v in sorted(config["demo"]["split_fractions"].items())),
         threads: 8
         conda:
             "../../envs/imitate.yaml"
         shell:
-            "{IMITATE} demo-data {params.root} --n-studies {params.demo[n_studies]}"
+            "python -m imitate demo-data {params.root} --n-studies {params.demo[n_studies]}"
             " --seed {params.demo[seed]} --image-size {params.demo[image_size]}"
             " --dicom-fraction {params.demo[dicom_fraction]} --split-fractions {params.fractions}"
             " --workers {threads} > {log} 2>&1"

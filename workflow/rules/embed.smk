@@ -9,12 +9,13 @@ rule embed:
     log:
         "logs/embed.log",
     params:
+        run_id=RUN_ID,
         cfg=config["embed"],
     threads: 2
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "{IMITATE} embed {input.studies} --out {output.embeddings} --encoder {params.cfg[encoder]}"
+        "python -m imitate embed {input.studies} --out {output.embeddings} --encoder {params.cfg[encoder]}"
         " --pooling {params.cfg[pooling]} --max-length {params.cfg[max_length]}"
         " --batch-size {params.cfg[batch_size]} --dtype {params.cfg[dtype]} --device {params.cfg[device]}"
-        " --run-id {RUN_ID} > {log} 2>&1"
+        " --run-id {params.run_id} > {log} 2>&1"

@@ -9,13 +9,14 @@ rule linear_subsets:
     log:
         "logs/evaluate/linear_subsets.log",
     params:
+        run_id=RUN_ID,
         fractions=" ".join(str(f) for f in config["evaluate"]["linear_classification"]["fractions"]),
         seed=config["seed"],
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "{IMITATE} subsets --shards {input.shards} --fractions {params.fractions} --seed {params.seed}"
-        " --out {output.subsets} --run-id {RUN_ID} > {log} 2>&1"
+        "python -m imitate subsets --shards {input.shards} --fractions {params.fractions} --seed {params.seed}"
+        " --out {output.subsets} --run-id {params.run_id} > {log} 2>&1"
 
 
 rule linear_classification:
@@ -29,6 +30,7 @@ rule linear_classification:
     log:
         "logs/evaluate/linear_classification/{method}.log",
     params:
+        run_id=RUN_ID,
         settings=settings("evaluate", "linear_classification"),
         weights=weights_arg,
         backbone=config["model"]["backbone"],
@@ -39,10 +41,10 @@ rule linear_classification:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "{IMITATE} evaluate --task linear_classification --method {wildcards.method} {params.weights}"
+        "python -m imitate evaluate --task linear_classification --method {wildcards.method} {params.weights}"
         " --shards {input.shards} --labels {input.labels} --subsets {input.subsets}"
         " --backbone {params.backbone} --crop-size {params.crop} --dataset {params.dataset}"
-        " --seed {params.seed} --settings {params.settings:q} --out {output.results} --run-id {RUN_ID}"
+        " --seed {params.seed} --settings {params.settings:q} --out {output.results} --run-id {params.run_id}"
         " > {log} 2>&1"
 
 
@@ -54,8 +56,10 @@ rule tables:
         md="results/tables/{task}.md",
     log:
         "logs/tables/{task}.log",
+    params:
+        run_id=RUN_ID,
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "{IMITATE} tables {input.parts} --task {wildcards.task} --csv {output.csv} --md {output.md}"
-        " --run-id {RUN_ID} > {log} 2>&1"
+        "python -m imitate tables {input.parts} --task {wildcards.task} --csv {output.csv} --md {output.md}"
+        " --run-id {params.run_id} > {log} 2>&1"

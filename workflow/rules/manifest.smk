@@ -14,7 +14,7 @@ rule manifest:
     log:
         "logs/manifest.log",
     params:
-        root=DATA_ROOT,
+        root=root_from_input,
         trees=image_tree_args(),
         views=" ".join(shlex.quote(v) for v in config["manifest"]["views"]),
         min_tokens=config["manifest"]["min_tokens"],
@@ -22,6 +22,6 @@ rule manifest:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "{IMITATE} manifest --sections {input.sections} --metadata {input.metadata} --split {input.split}"
+        "python -m imitate manifest --sections {input.sections} --metadata {input.metadata} --split {input.split}"
         " --root {params.root} {params.trees} --views {params.views} --min-tokens {params.min_tokens}"
         " --text-mode {params.text_mode} --out-dir results/manifest > {log} 2>&1"

@@ -13,6 +13,7 @@ rule pretrain:
     log:
         "logs/pretrain.log",
     params:
+        run_id=RUN_ID,
         model=settings("model"),
         pretrain=settings("pretrain"),
         encoder=config["embed"]["encoder"],
@@ -23,6 +24,6 @@ rule pretrain:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "{IMITATE} pretrain --shards {input.shards} --embeddings {input.embeddings}"
+        "python -m imitate pretrain --shards {input.shards} --embeddings {input.embeddings}"
         " --model-settings {params.model:q} --settings {params.pretrain:q} --text-encoder {params.encoder}"
-        " --seed {params.seed} --out-dir results/pretrain --run-id {RUN_ID} > {log} 2>&1"
+        " --seed {params.seed} --out-dir results/pretrain --run-id {params.run_id} > {log} 2>&1"

@@ -20,5 +20,5 @@ rule sections:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "{IMITATE} sections {input.reports} --out {output.sections} --rejects {output.rejects}"
+        "python -m imitate sections {input.reports} --out {output.sections} --rejects {output.rejects}"
         " --mode {params.mode} {params.overrides} --workers {threads} > {log} 2>&1"

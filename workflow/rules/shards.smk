@@ -16,6 +16,6 @@ rule shards:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "{IMITATE} shards {input.images} --root {params.root} --out results/shards"
+        "python -m imitate shards {input.images} --root {params.root} --out results/shards"
         " --image-size {params.cfg[image_size]} --samples-per-shard {params.cfg[samples_per_shard]}"
         " --format {params.cfg[format]} --workers {threads} > {log} 2>&1"
