@@ -15,11 +15,16 @@ def encoder():
 
 def _sections(tmp_path, rows):
     path = tmp_path / "studies.parquet"
-    write_table(pa.table({
-        "study_id": pa.array([r[0] for r in rows], pa.int64()),
-        "findings": [r[1] for r in rows],
-        "impression": [r[2] for r in rows],
-    }), path)
+    write_table(
+        pa.table(
+            {
+                "study_id": pa.array([r[0] for r in rows], pa.int64()),
+                "findings": [r[1] for r in rows],
+                "impression": [r[2] for r in rows],
+            }
+        ),
+        path,
+    )
     return path
 
 
@@ -55,8 +60,9 @@ def test_embedding_matches_a_single_text_forward(tmp_path, encoder):
     out = tmp_path / "e.parquet"
     write_embeddings(_sections(tmp_path, rows), out, encoder, EmbedSettings(dtype="float32"))
     stored = np.array(pq.read_table(out)["findings_emb"].to_pylist()[0])
-    direct = encoder.encode(["Small left pleural effusion."], pooling="cls", max_length=256,
-                            device=torch.device("cpu"))[0].numpy()
+    direct = encoder.encode(
+        ["Small left pleural effusion."], pooling="cls", max_length=256, device=torch.device("cpu")
+    )[0].numpy()
     np.testing.assert_allclose(stored, direct, rtol=1e-4, atol=1e-5)
 
 

@@ -16,8 +16,9 @@ def _split(rng, n, w):
 def test_linear_probe_learns_a_separable_problem_and_selects_on_validation():
     rng = np.random.default_rng(0)
     w = rng.normal(size=(16, 2))
-    result = linear_probe(_split(rng, 200, w), _split(rng, 100, w), _split(rng, 100, w),
-                          ProbeSettings(epochs=20, lr=1e-2, batch_size=16))
+    result = linear_probe(
+        _split(rng, 200, w), _split(rng, 100, w), _split(rng, 100, w), ProbeSettings(epochs=20, lr=1e-2, batch_size=16)
+    )
     assert result.test_macro_auc > 0.95
     assert 1 <= result.best_epoch <= 20
     assert result.test_label_auc.shape == (2,)
@@ -46,8 +47,9 @@ def test_read_study_labels_applies_the_uncertainty_policy(tmp_path):
     with gzip.open(path, "wt") as fh:
         fh.write("subject_id,study_id,Atelectasis,Cardiomegaly\n")
         fh.write("10000001,50000001,-1.0,-1.0\n10000001,50000002,,1.0\n10000002,50000003,0.0,\n")
-    labels = read_study_labels(path, ["Atelectasis", "Cardiomegaly"],
-                               {"ones": ["Atelectasis"], "zeros": ["Cardiomegaly"]})
+    labels = read_study_labels(
+        path, ["Atelectasis", "Cardiomegaly"], {"ones": ["Atelectasis"], "zeros": ["Cardiomegaly"]}
+    )
     assert labels[50000001].tolist() == [1.0, 0.0]
     assert labels[50000002].tolist() == [0.0, 1.0]
     assert labels[50000003].tolist() == [0.0, 0.0]
