@@ -1,0 +1,31 @@
+"""Aspect-preserving, anti-aliased resizing of 8-bit grayscale images."""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+
+def _shorter_side_shape(height: int, width: int, size: int) -> tuple[int, int]:
+    """(height, width) after scaling so that the shorter side is ``size`` (the longer one is rounded)."""
+    if height <= width:
+        return size, max(size, round(width * size / height))
+    return max(size, round(height * size / width)), size
+
+
+def resize_shorter(array: np.ndarray, size: int) -> np.ndarray:
+    """Resize a uint8 HxW ``array`` so that its shorter side equals ``size``, keeping the aspect ratio.
+
+    Pillow's Lanczos filter widens its support by the scale factor when shrinking, so downscaling is
+    anti-aliased. An image already of that size is returned unchanged (not copied).
+    """
+    if size < 1:
+        raise ValueError(f"resize_shorter: size must be >= 1, got {size}")
+    if array.ndim != 2 or array.dtype != np.uint8:
+        raise ValueError(f"resize_shorter: expected a uint8 HxW array, got {array.dtype} {array.shape}")
+    height, width = array.shape
+    new_height, new_width = _shorter_side_shape(height, width, size)
+    if (new_height, new_width) == (height, width):
+        return array
+    resized = Image.fromarray(array).resize((new_width, new_height), Image.Resampling.LANCZOS)
+    return np.array(resized)

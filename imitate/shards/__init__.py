@@ -1,0 +1,1 @@
+"""WebDataset shards: deterministic writing from the image manifest, and reading them back."""

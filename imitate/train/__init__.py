@@ -1,0 +1,1 @@
+"""Pretraining: the data pipeline and the training loop."""

@@ -1,0 +1,316 @@
+"""Pretraining data: shards x frozen text embeddings -> batches of two augmented views per image.
+
+Scheduling. Every DataLoader worker of every rank is one *stream* (``world_size * max(workers, 1)``
+streams). The shard list is reshuffled for each pass by a Generator seeded with ``(seed, epoch, pass)``
+and the passes are concatenated into an endless sequence, of which stream ``s`` reads every S-th shard
+from position ``s``. This is WebDataset's ``split_by_node`` + ``split_by_worker`` over a resampled shard
+list, ended by an explicit batch count per stream (``with_epoch``), but with rank and world size passed
+in rather than read from the environment, no repeats within a pass, and no need for more shards than
+streams. The streams of a rank together yield exactly :func:`steps_per_epoch` batches, the same on
+every rank. Tar members are grouped into samples by WebDataset (:func:`imitate.shards.reader.tar_samples`).
+
+Randomness. Each stream owns a Generator seeded with ``(seed, epoch, rank, worker)`` that drives its
+sample shuffle buffer and draws one seed per sample; torchvision's random transforms use torch's global
+generator, so each sample's views are drawn inside ``torch.random.fork_rng`` under that seed. The same
+arguments give the same batches whatever the caller's RNG state, and the caller's state is untouched.
+
+Pixels. Shard images are uint8; after augmentation they are scaled to [0, 1] (the paper's
+normalisation), replicated to 3 channels, then standardised with the ImageNet mean/std as the official
+code does (its ResNet starts from ImageNet weights, which expect that input).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torchvision.transforms import v2
+
+from imitate.shards.reader import decode_sample, tar_samples
+
+log = logging.getLogger(__name__)
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+AUGMENTS = ("paper", "official")
+BATCH_KEYS = ("view1", "view2", "findings_emb", "impression_emb", "has_findings", "study_id")
+EMBEDDING_COLUMNS = ("study_id", "findings_emb", "impression_emb", "has_findings")
+
+
+@dataclass(frozen=True)
+class TextEmbedding:
+    """Frozen text embeddings of one study; ``findings`` is None when its report has no Findings."""
+
+    impression: np.ndarray
+    findings: np.ndarray | None
+
+    @property
+    def has_findings(self) -> bool:
+        return self.findings is not None
+
+
+class _Item(NamedTuple):
+    view1: torch.Tensor
+    view2: torch.Tensor
+    text: TextEmbedding
+    study_id: int
+
+
+def load_embeddings(path: str | Path) -> dict[int, TextEmbedding]:
+    """Read ``study_id, findings_emb, impression_emb, has_findings`` (fixed-size float lists) by study.
+
+    Studies without an Impression embedding cannot be trained on and are left out (logged); the rows
+    share two contiguous matrices, so the per-study arrays are views, not copies.
+    """
+    schema = pq.read_schema(path)
+    missing = [name for name in EMBEDDING_COLUMNS if name not in schema.names]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}")
+    table = pq.read_table(path, columns=list(EMBEDDING_COLUMNS))
+    if table["study_id"].null_count:
+        raise ValueError(f"{path}: null study_id")
+    study_ids = table["study_id"].to_numpy()
+    if len(np.unique(study_ids)) != len(study_ids):
+        raise ValueError(f"{path}: repeated study_id")
+    impression, has_impression = _matrix(table, "impression_emb", path)
+    findings, findings_valid = _matrix(table, "findings_emb", path)
+    if findings.shape[1] != impression.shape[1]:
+        raise ValueError(f"{path}: findings_emb and impression_emb differ in size")
+    has_findings = table["has_findings"].to_numpy(zero_copy_only=False).astype(bool)
+    if (has_findings != findings_valid).any():
+        study = int(study_ids[np.flatnonzero(has_findings != findings_valid)[0]])
+        raise ValueError(f"{path}: has_findings disagrees with findings_emb being null (study {study})")
+    if not has_impression.all():
+        log.warning("%s: %d studies without an impression embedding left out", path, (~has_impression).sum())
+    return {
+        int(study): TextEmbedding(impression[i], findings[i] if findings_valid[i] else None)
+        for i, study in enumerate(study_ids)
+        if has_impression[i]
+    }
+
+
+def _matrix(table: pa.Table, column: str, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """An N x D matrix of a fixed-size list column and its validity mask (null rows hold junk)."""
+    array = table[column].combine_chunks()
+    if not pa.types.is_fixed_size_list(array.type) or not pa.types.is_floating(array.type.value_type):
+        raise ValueError(f"{path}: {column} must be a fixed-size list of floats, not {array.type}")
+    dim = array.type.list_size
+    values = array.values.slice(array.offset * dim, len(array) * dim).to_numpy(zero_copy_only=False)
+    return values.reshape(len(array), dim), array.is_valid().to_numpy(zero_copy_only=False)
+
+
+def _normalise() -> list[v2.Transform]:
+    return [
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Grayscale(num_output_channels=3),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        v2.ToPureTensor(),
+    ]
+
+
+def build_train_transform(crop_size: int, augment: str = "paper", rotation_degrees: float = 15.0) -> v2.Compose:
+    """uint8 HxW (numpy or 1xHxW tensor) -> one augmented float32 3 x crop x crop view.
+
+    ``paper`` (Sec. IV-A): random crop, horizontal flip, rotation in ±``rotation_degrees`` (the paper
+    allows up to 180), autocontrast. ``official`` (the authors' code): random crop, horizontal and
+    vertical flips, rotation ±30, perspective (0.5, p 0.5), autocontrast; its RandomGrayscale is a no-op
+    on grayscale images and is left out, and its bicubic perspective is bilinear here because
+    torchvision supports bicubic only for PIL images. Flips and autocontrast use p = 0.5.
+    """
+    if augment == "paper":
+        steps = [
+            v2.RandomCrop(crop_size),
+            v2.RandomHorizontalFlip(),
+            v2.RandomRotation(rotation_degrees),
+            v2.RandomAutocontrast(),
+        ]
+    elif augment == "official":
+        steps = [
+            v2.RandomCrop(crop_size),
+            v2.RandomHorizontalFlip(),
+            v2.RandomVerticalFlip(),
+            v2.RandomRotation(30),
+            v2.RandomPerspective(distortion_scale=0.5, p=0.5, interpolation=v2.InterpolationMode.BILINEAR),
+            v2.RandomAutocontrast(),
+        ]
+    else:
+        raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
+    return v2.Compose([v2.ToImage(), *steps, *_normalise()])
+
+
+def build_eval_transform(crop_size: int) -> v2.Compose:
+    """uint8 HxW -> float32 3 x crop x crop: a center crop (no resize) and the training normalisation."""
+    return v2.Compose([v2.ToImage(), v2.CenterCrop(crop_size), *_normalise()])
+
+
+def steps_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) -> int:
+    """Batches each rank takes per epoch: full global batches only (the remainder is not a step)."""
+    steps = num_samples // (batch_size * world_size)
+    if steps < 1:
+        raise ValueError(
+            f"{num_samples} samples do not fill one global batch of {batch_size} x {world_size} ranks"
+        )
+    return steps
+
+
+def build_pretrain_loader(
+    shards: Sequence[str | Path],
+    embeddings: Mapping[int, TextEmbedding] | str | Path,
+    *,
+    crop_size: int,
+    batch_size: int,
+    num_samples: int,
+    workers: int,
+    seed: int,
+    epoch: int,
+    augment: str = "paper",
+    rotation_degrees: float = 15.0,
+    shuffle_buffer: int = 1000,
+    rank: int = 0,
+    world_size: int = 1,
+) -> DataLoader:
+    """One epoch of pretraining batches for ``rank``: dicts with exactly the keys of ``BATCH_KEYS``.
+
+    ``view1``/``view2`` float32 B x 3 x crop x crop, ``findings_emb``/``impression_emb`` float32 B x D
+    (findings zero where missing), ``has_findings`` bool B, ``study_id`` int64 B. ``num_samples`` is the
+    number of training images (the epoch length); ``len(loader)`` is :func:`steps_per_epoch`.
+    """
+    if not shards:
+        raise ValueError("build_pretrain_loader: no shards")
+    absent = [str(p) for p in shards if not Path(p).is_file()]
+    if absent:
+        raise FileNotFoundError(f"missing shard(s): {absent}")
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is outside world_size {world_size}")
+    table = embeddings if isinstance(embeddings, Mapping) else load_embeddings(embeddings)
+    if not table:
+        raise ValueError("build_pretrain_loader: no text embeddings")
+    stream = PretrainStream(
+        shards=[str(p) for p in shards],
+        embeddings=table,
+        transform=build_train_transform(crop_size, augment, rotation_degrees),
+        batch_size=batch_size,
+        steps=steps_per_epoch(num_samples, batch_size, world_size),
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        epoch=epoch,
+        rank=rank,
+        world_size=world_size,
+    )
+    # The DataLoader draws its workers' base seed from this generator, not from torch's global one.
+    generator = torch.Generator().manual_seed(int(np.random.default_rng([seed, epoch, rank]).integers(2**63)))
+    return DataLoader(stream, batch_size=None, num_workers=workers, generator=generator)
+
+
+class PretrainStream(IterableDataset):
+    """The batches of one rank for one epoch, split over the DataLoader workers (see module doc)."""
+
+    def __init__(
+        self,
+        *,
+        shards: list[str],
+        embeddings: Mapping[int, TextEmbedding],
+        transform: v2.Compose,
+        batch_size: int,
+        steps: int,
+        shuffle_buffer: int,
+        seed: int,
+        epoch: int,
+        rank: int,
+        world_size: int,
+    ) -> None:
+        super().__init__()
+        self.shards = shards
+        self.embeddings = embeddings
+        self.transform = transform
+        self.batch_size = batch_size
+        self.steps = steps
+        self.shuffle_buffer = shuffle_buffer
+        self.seed, self.epoch, self.rank, self.world_size = seed, epoch, rank, world_size
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        info = get_worker_info()
+        worker, num_workers = (info.id, info.num_workers) if info else (0, 1)
+        rng = np.random.default_rng([self.seed, self.epoch, self.rank, worker])
+        schedule = _shard_schedule(
+            self.shards, self.seed, self.epoch, self.rank * num_workers + worker, self.world_size * num_workers
+        )
+        samples = _shuffled(tar_samples(schedule), self.shuffle_buffer, rng)
+        batches = _batches(self._items(samples, rng), self.batch_size)
+        share = self.steps // num_workers + (1 if worker < self.steps % num_workers else 0)
+        return itertools.islice(batches, share)
+
+    def _items(self, samples: Iterator[dict[str, Any]], rng: np.random.Generator) -> Iterator[_Item]:
+        skipped = 0
+        for sample in samples:
+            decoded = decode_sample(sample)
+            study = decoded["meta"].get("study_id")
+            text = self.embeddings.get(study)
+            if text is None:
+                skipped += 1
+                log.warning("skipped %s: study %s has no text embedding (%d skipped in this stream)",
+                            decoded["key"], study, skipped)
+                continue
+            # CPU generator only: torch.manual_seed would also reseed (and not restore) CUDA generators
+            with torch.random.fork_rng(devices=[]):
+                torch.random.default_generator.manual_seed(int(rng.integers(2**63)))
+                view1, view2 = self.transform(decoded["image"]), self.transform(decoded["image"])
+            yield _Item(view1, view2, text, int(study))
+
+
+def _shard_schedule(shards: Sequence[str], seed: int, epoch: int, stream: int, n_streams: int) -> Iterator[str]:
+    """Endless shards for one stream: every ``n_streams``-th of concatenated shuffled passes."""
+    position = 0
+    for pass_index in itertools.count():
+        for index in np.random.default_rng([seed, epoch, pass_index]).permutation(len(shards)):
+            if position % n_streams == stream:
+                yield shards[index]
+            position += 1
+
+
+def _shuffled(items: Iterator[Any], size: int, rng: np.random.Generator) -> Iterator[Any]:
+    """Shuffle a stream through a buffer of ``size`` items (no shuffling when ``size`` <= 1)."""
+    if size <= 1:
+        yield from items
+        return
+    buffer: list[Any] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        index = int(rng.integers(size))
+        yield buffer[index]
+        buffer[index] = item
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def _batches(items: Iterator[_Item], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    while len(chunk := list(itertools.islice(items, batch_size))) == batch_size:
+        dim = chunk[0].text.impression.shape[0]
+        zeros = np.zeros(dim, dtype=np.float32)
+        yield {
+            "view1": torch.stack([item.view1 for item in chunk]),
+            "view2": torch.stack([item.view2 for item in chunk]),
+            "findings_emb": torch.from_numpy(
+                np.stack([item.text.findings if item.text.has_findings else zeros for item in chunk])
+                .astype(np.float32)
+            ),
+            "impression_emb": torch.from_numpy(
+                np.stack([item.text.impression for item in chunk]).astype(np.float32)
+            ),
+            "has_findings": torch.tensor([item.text.has_findings for item in chunk], dtype=torch.bool),
+            "study_id": torch.tensor([item.study_id for item in chunk], dtype=torch.int64),
+        }

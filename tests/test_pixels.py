@@ -1,0 +1,217 @@
+"""imitate.images: DICOM grayscale pipeline, raster decoding, rejects, anti-aliased resizing."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
+from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+
+from imitate.images.pixels import ImageError, read_image
+from imitate.images.resize import resize_shorter
+
+DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
+
+
+def dicom_dataset(arr: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int = 12) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = DX_STORAGE
+    ds.set_pixel_data(arr, photometric, bits_stored)
+    return ds
+
+
+def save(ds: Dataset, path: Path) -> Path:
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def ramp(height: int = 64, width: int = 80, top: int = 4095) -> np.ndarray:
+    """A left-to-right ramp from 0 to ``top`` (uint16)."""
+    row = np.rint(np.linspace(0, top, width)).astype(np.uint16)
+    return np.tile(row, (height, 1))
+
+
+def test_monochrome2_ramp_spans_full_range_and_keeps_shape(tmp_path: Path) -> None:
+    ds = dicom_dataset(ramp())
+    ds.PixelSpacing = [0.2, 0.25]
+    pixels = read_image(save(ds, tmp_path / "a.dcm"))
+    assert pixels.array.dtype == np.uint8 and pixels.array.shape == (64, 80)
+    assert (pixels.orig_height, pixels.orig_width) == (64, 80)
+    assert pixels.array[0, 0] == 0 and pixels.array[0, -1] == 255
+    assert (np.diff(pixels.array[0].astype(int)) >= 0).all()
+    assert pixels.pixel_spacing == (0.2, 0.25)
+
+
+def test_monochrome1_is_inverted_so_air_is_dark(tmp_path: Path) -> None:
+    # In MONOCHROME1 the lowest value is displayed white: air is stored high, bone low.
+    arr = np.full((64, 64), 100, dtype=np.uint16)
+    arr[:, :32] = 4000  # air
+    mono1 = read_image(save(dicom_dataset(arr, "MONOCHROME1"), tmp_path / "m1.dcm")).array
+    mono2 = read_image(save(dicom_dataset(arr, "MONOCHROME2"), tmp_path / "m2.dcm")).array
+    assert (mono1[:, :32] == 0).all() and (mono1[:, 32:] == 255).all()
+    np.testing.assert_array_equal(mono1, 255 - mono2)
+
+
+def test_window_center_width_clips_outside_the_window(tmp_path: Path) -> None:
+    ds = dicom_dataset(ramp(width=4096))
+    ds.WindowCenter, ds.WindowWidth = 1000, 500
+    out = read_image(save(ds, tmp_path / "w.dcm")).array[0]
+    assert (out[:740] == 0).all() and (out[1260:] == 255).all()
+    assert abs(int(out[1000]) - 128) <= 1
+
+
+def test_rescale_slope_intercept_is_applied_before_the_window(tmp_path: Path) -> None:
+    # Stored 0..1000 -> rescaled -1000..1000; the window (center 0, width 1000) is in rescaled units.
+    ds = dicom_dataset(ramp(width=1001, top=1000))
+    ds.RescaleSlope, ds.RescaleIntercept = 2, -1000
+    ds.WindowCenter, ds.WindowWidth = 0, 1000
+    out = read_image(save(ds, tmp_path / "r.dcm")).array[0]
+    assert out[240] == 0 and out[760] == 255
+    assert abs(int(out[500]) - 128) <= 1
+
+
+def test_voi_lut_sequence_is_applied_and_scaled_by_its_entries(tmp_path: Path) -> None:
+    ds = dicom_dataset(ramp(width=4096))
+    item = Dataset()
+    item.LUTDescriptor = [4096, 0, 16]
+    item.add_new("LUTData", "US", np.minimum(np.arange(4096) * 2, 4095).tolist())
+    ds.VOILUTSequence = [item]
+    out = read_image(save(ds, tmp_path / "lut.dcm")).array[0]
+    assert out[0] == 0 and (out[2048:] == 255).all()
+    assert abs(int(out[1024]) - 128) <= 1
+
+
+def test_bits_stored_12_and_16_give_the_same_image_and_high_bits_are_ignored(tmp_path: Path) -> None:
+    base = ramp()
+    out12 = read_image(save(dicom_dataset(base, bits_stored=12), tmp_path / "b12.dcm")).array
+    out16 = read_image(save(dicom_dataset(base * 16, bits_stored=16), tmp_path / "b16.dcm")).array
+    np.testing.assert_array_equal(out12, out16)
+    noisy = dicom_dataset(base, bits_stored=12)
+    noisy.PixelData = (base | 0xF000).astype("<u2").tobytes()  # junk above BitsStored (e.g. overlays)
+    np.testing.assert_array_equal(read_image(save(noisy, tmp_path / "noisy.dcm")).array, out12)
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda: dicom_dataset(np.zeros((8, 8, 3), np.uint8), "RGB", 8), "dicom_rgb"),
+        (lambda: dicom_dataset(np.zeros((2, 8, 8), np.uint16)), "dicom_multiframe"),
+    ],
+    ids=["rgb", "multiframe"],
+)
+def test_unsupported_dicoms_are_rejected(tmp_path: Path, make, reason: str) -> None:
+    with pytest.raises(ImageError) as info:
+        read_image(save(make(), tmp_path / "x.dcm"))
+    assert info.value.reason == reason
+
+
+def test_dicom_without_pixel_data_is_rejected(tmp_path: Path) -> None:
+    ds = dicom_dataset(ramp())
+    del ds.PixelData
+    with pytest.raises(ImageError, match="dicom_no_pixel_data"):
+        read_image(save(ds, tmp_path / "nopix.dcm"))
+
+
+def test_transfer_syntax_without_decoder_is_rejected(tmp_path: Path) -> None:
+    ds = dicom_dataset(ramp(8, 8))
+    ds.file_meta.TransferSyntaxUID = JPEGLSLossless  # no JPEG-LS plugin is installed
+    ds.PixelData = encapsulate([b"\xff\xd8 not really jpeg-ls \xff\xd9"])
+    ds["PixelData"].VR = "OB"
+    with pytest.raises(ImageError) as info:
+        read_image(save(ds, tmp_path / "jls.dcm"))
+    assert info.value.reason == "unsupported_transfer_syntax"
+
+
+def test_truncated_dicom_is_rejected(tmp_path: Path) -> None:
+    data = save(dicom_dataset(ramp()), tmp_path / "full.dcm").read_bytes()
+    (tmp_path / "cut.dcm").write_bytes(data[: len(data) - 100])
+    with pytest.raises(ImageError) as info:
+        read_image(tmp_path / "cut.dcm")
+    assert info.value.reason == "dicom_decode_failed"
+
+
+def test_non_dicom_with_dcm_suffix_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "fake.dcm"
+    path.write_text("this is a report, not an image\n")
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    assert info.value.reason == "dicom_invalid"
+
+
+def test_rasters_decode_to_grayscale(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (70, 90), dtype=np.uint8)
+    Image.fromarray(gray).save(tmp_path / "g.png")
+    np.testing.assert_array_equal(read_image(tmp_path / "g.png").array, gray)
+    Image.fromarray(np.stack([gray] * 3, axis=-1)).save(tmp_path / "rgb.jpg", quality=95)
+    rgb = read_image(tmp_path / "rgb.jpg")
+    assert rgb.array.shape == (70, 90) and rgb.pixel_spacing is None
+    assert np.abs(rgb.array.astype(int) - gray).mean() < 8
+
+
+def test_16_bit_png_is_scaled_by_its_range(tmp_path: Path) -> None:
+    values = np.tile(np.linspace(1000, 3000, 64).astype(np.uint16), (32, 1))
+    Image.fromarray(values).save(tmp_path / "deep.png")
+    with Image.open(tmp_path / "deep.png") as img:
+        assert img.mode.startswith("I")
+    out = read_image(tmp_path / "deep.png").array
+    assert out.dtype == np.uint8 and out[0, 0] == 0 and out[0, -1] == 255
+
+
+def test_truncated_jpeg_is_rejected(tmp_path: Path) -> None:
+    noise = np.random.default_rng(1).integers(0, 256, (96, 96), dtype=np.uint8)
+    Image.fromarray(noise).save(tmp_path / "full.jpg", quality=95)
+    data = (tmp_path / "full.jpg").read_bytes()
+    (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageError) as info:
+        read_image(tmp_path / "cut.jpg")
+    assert info.value.reason == "image_corrupt"
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(b"", "empty_file"), (b"FINDINGS: no acute process.\n", "not_an_image")],
+    ids=["zero-byte", "text"],
+)
+def test_bad_raster_files_are_rejected(tmp_path: Path, content: bytes, reason: str) -> None:
+    path = tmp_path / "x.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageError) as info:
+        read_image(path)
+    assert info.value.reason == reason
+
+
+def test_missing_file_is_rejected(tmp_path: Path) -> None:
+    with pytest.raises(ImageError, match="file_missing"):
+        read_image(tmp_path / "absent.png")
+
+
+def test_image_error_survives_pickling() -> None:
+    # Worker processes send rejects back to the parent.
+    error = pickle.loads(pickle.dumps(ImageError(Path("a/b.dcm"), "dicom_rgb", "SamplesPerPixel=3")))
+    assert (error.path, error.reason, error.detail) == (Path("a/b.dcm"), "dicom_rgb", "SamplesPerPixel=3")
+
+
+@pytest.mark.parametrize(("shape", "expected"), [((64, 96), (32, 48)), ((96, 64), (48, 32)), ((50, 50), (32, 32))])
+def test_resize_shorter_keeps_aspect(shape: tuple[int, int], expected: tuple[int, int]) -> None:
+    assert resize_shorter(np.zeros(shape, np.uint8), 32).shape == expected
+
+
+def test_resize_shorter_is_anti_aliased() -> None:
+    # A one-pixel checkerboard shrunk 4x must average to mid-grey, not alias to black or white.
+    checker = (np.indices((64, 96)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    small = resize_shorter(checker, 16)
+    assert small.shape == (16, 24)
+    assert np.abs(small[2:-2, 2:-2].astype(int) - 128).max() <= 3
+
+
+def test_resize_shorter_rejects_non_uint8() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        resize_shorter(np.zeros((8, 8), np.float32), 4)

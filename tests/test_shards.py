@@ -1,0 +1,250 @@
+"""imitate.shards: deterministic layout and bytes, rejects and accounting, atomicity, reading back."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
+
+from imitate.commands import shards as shards_command
+from imitate.images.resize import resize_shorter
+from imitate.shards import writer
+from imitate.shards.reader import count_samples, iter_samples, shard_paths
+from imitate.shards.writer import write_shards
+
+SAMPLE_FIELDS = {
+    "key",
+    "dicom_id",
+    "study_id",
+    "subject_id",
+    "view",
+    "split",
+    "width",
+    "height",
+    "orig_width",
+    "orig_height",
+    "pixel_spacing",
+}
+PHI = ("Qzxvmorrow", "Wbnmjane", "19121231", "PID998877")
+
+
+def row(key: str, path: str, split: str = "train", study_id: int = 50000001) -> dict:
+    return {
+        "key": key,
+        "dicom_id": key,
+        "subject_id": 10000001,
+        "study_id": study_id,
+        "view": "PA",
+        "split": split,
+        "path": path,
+    }
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> tuple[Path, list[dict]]:
+    """An image root with 7 train + 3 test PNGs (64-96 px) and one DICOM carrying patient data."""
+    root = tmp_path / "root"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(10):
+        shape = (72, 96) if i % 2 else (96, 64)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / f"img{i}.png")
+        rows.append(row(f"k{9 - i:02d}", f"img{i}.png", "train" if i < 7 else "test", 50000000 + i))
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.set_pixel_data(rng.integers(0, 4096, (80, 64), dtype=np.uint16), "MONOCHROME1", 12)
+    ds.PatientName = f"{PHI[0]}^{PHI[1]}"
+    ds.PatientBirthDate = PHI[2]
+    ds.PatientID = PHI[3]
+    ds.ImagerPixelSpacing = [0.139, 0.139]
+    ds.save_as(root / "a.dcm", enforce_file_format=True)
+    rows.append(row("dcm0", "a.dcm", "train", 50000099))
+    return root, rows
+
+
+def digests(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+def tar_names(path: Path) -> list[str]:
+    with tarfile.open(path) as tar:
+        return tar.getnames()
+
+
+def test_layout_per_split_and_samples_per_shard(images, tmp_path: Path) -> None:
+    root, rows = images
+    counts = write_shards(pa.Table.from_pylist(rows), root, tmp_path / "out", image_size=48, samples_per_shard=3)
+    out = tmp_path / "out"
+    assert sorted(p.name for p in out.glob("*.tar")) == [
+        "test-000000.tar",
+        "train-000000.tar",
+        "train-000001.tar",
+        "train-000002.tar",
+    ]
+    train_keys = sorted(r["key"] for r in rows if r["split"] == "train")
+    shard_keys = [[n.split(".")[0] for n in tar_names(out / f"train-00000{i}.tar")][::2] for i in range(3)]
+    assert shard_keys == [train_keys[0:3], train_keys[3:6], train_keys[6:]]
+    assert counts.shards == 4 and counts.samples_by_split == {"test": 3, "train": 8}
+    manifest = pq.read_table(out / "manifest.parquet")
+    assert manifest.column_names == [f.name for f in writer.MANIFEST_SCHEMA]
+    by_shard = {}
+    for rec in manifest.to_pylist():
+        by_shard.setdefault(rec["shard"], []).append(rec)
+        assert rec["shard_sha256"] == hashlib.sha256((out / rec["shard"]).read_bytes()).hexdigest()
+        assert min(rec["width"], rec["height"]) == 48
+    assert [len(v) for _, v in sorted(by_shard.items())] == [3, 3, 3, 2]
+    assert count_samples(out / "manifest.parquet", "train") == 8
+
+
+def test_rerun_is_byte_identical_and_independent_of_workers(images, tmp_path: Path) -> None:
+    root, rows = images
+    table = pa.Table.from_pylist(rows)
+    write_shards(table, root, tmp_path / "a", image_size=48, samples_per_shard=4)
+    first = digests(tmp_path / "a")
+    write_shards(table, root, tmp_path / "a", image_size=48, samples_per_shard=4)
+    write_shards(
+        table.take(list(range(len(rows)))[::-1]), root, tmp_path / "b", image_size=48, samples_per_shard=4, workers=2
+    )
+    assert digests(tmp_path / "a") == first
+    assert digests(tmp_path / "b") == first
+    with tarfile.open(tmp_path / "a" / "train-000000.tar") as tar:
+        for info in tar.getmembers():
+            assert (info.mtime, info.uid, info.gid, info.uname, info.gname, info.mode) == (
+                writer.TAR_MTIME,
+                0,
+                0,
+                "",
+                "",
+                0o444,
+            )
+
+
+def test_rejects_and_accounting(images, tmp_path: Path) -> None:
+    root, rows = images
+    (root / "notes.png").write_text("not an image")
+    bad = [
+        row("a.b", "img0.png"),  # dot in key
+        row("dup", "img1.png"),
+        row("dup", "img2.png"),  # duplicate key: both rejected
+        row("gone", "missing/none.png"),
+        row("text", "notes.png"),
+        {**row("nosplit", "img3.png"), "split": None},
+    ]
+    counts = write_shards(pa.Table.from_pylist(rows + bad), root, tmp_path / "out", image_size=48)
+    rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
+    assert sorted((r["key"], r["reason"]) for r in rejects) == [
+        ("a.b", "key_has_dot"),
+        ("dup", "duplicate_key"),
+        ("dup", "duplicate_key"),
+        ("gone", "file_missing"),
+        ("nosplit", "split_missing"),
+        ("text", "not_an_image"),
+    ]
+    assert counts.images_in == len(rows) + len(bad) == counts.samples + counts.rejected
+    assert counts.samples == len(rows) == pq.read_table(tmp_path / "out" / "manifest.parquet").num_rows
+    assert counts.rejects_by_reason["duplicate_key"] == 2
+
+
+def test_no_patient_data_reaches_any_output(images, tmp_path: Path) -> None:
+    root, rows = images
+    write_shards(pa.Table.from_pylist(rows), root, tmp_path / "out", image_size=48)
+    assert PHI[0].encode() in (root / "a.dcm").read_bytes()  # the source really has it
+    for path in (tmp_path / "out").iterdir():
+        data = path.read_bytes()
+        assert not any(value.encode() in data for value in PHI), path
+    samples = {s["key"]: s for s in iter_samples(shard_paths(tmp_path / "out" / "manifest.parquet", "train"))}
+    assert all(set(s["meta"]) == SAMPLE_FIELDS for s in samples.values())
+    dicom = samples["dcm0"]["meta"]
+    assert (dicom["orig_width"], dicom["orig_height"], dicom["width"], dicom["height"]) == (64, 80, 48, 60)
+    assert dicom["pixel_spacing"] == [0.139, 0.139]
+
+
+def test_crash_leaves_no_partial_shard(images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root, rows = images
+    real_read = writer.read_image
+
+    def failing_read(path):
+        if Path(path).name == "img0.png":  # key k09: the last train shard
+            raise RuntimeError("disk vanished")
+        return real_read(path)
+
+    monkeypatch.setattr(writer, "read_image", failing_read)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="disk vanished"):
+        write_shards(pa.Table.from_pylist(rows), root, out, image_size=48, samples_per_shard=3)
+    assert sorted(p.name for p in out.iterdir()) == ["test-000000.tar", "train-000000.tar", "train-000001.tar"]
+    with tarfile.open(out / "train-000001.tar") as tar:  # the published shards are complete
+        assert len(tar.getnames()) == 6
+
+
+def test_stale_shards_are_removed(images, tmp_path: Path) -> None:
+    root, rows = images
+    out = tmp_path / "out"
+    write_shards(pa.Table.from_pylist(rows), root, out, image_size=48, samples_per_shard=2)
+    assert (out / "train-000003.tar").exists()
+    (out / "README.txt").write_text("keep me")
+    counts = write_shards(pa.Table.from_pylist(rows), root, out, image_size=48, samples_per_shard=5)
+    assert sorted(p.name for p in out.glob("*.tar")) == ["test-000000.tar", "train-000000.tar", "train-000001.tar"]
+    assert counts.stale_removed == 3 and (out / "README.txt").exists()
+
+
+def test_manifest_without_split_and_jpg_format(images, tmp_path: Path) -> None:
+    root, rows = images
+    table = pa.Table.from_pylist([{"key": r["key"], "path": r["path"]} for r in rows])
+    write_shards(table, root, tmp_path / "out", image_size=40, image_format="jpg")
+    assert [p.name for p in (tmp_path / "out").glob("*.tar")] == ["all-000000.tar"]
+    samples = list(iter_samples(shard_paths(tmp_path / "out" / "manifest.parquet", "all")))
+    assert [s["key"] for s in samples] == sorted(r["key"] for r in rows)
+    assert samples[0]["meta"]["study_id"] is None and samples[0]["meta"]["split"] == "all"
+
+
+def test_iter_samples_returns_the_resized_pixels_in_file_order(images, tmp_path: Path) -> None:
+    root, rows = images
+    write_shards(pa.Table.from_pylist(rows), root, tmp_path / "out", image_size=48, samples_per_shard=3)
+    paths = shard_paths(tmp_path / "out" / "manifest.parquet", "test")
+    samples = list(iter_samples(paths))
+    assert [s["key"] for s in samples] == ["k00", "k01", "k02"]
+    source = np.array(Image.open(root / "img9.png"))  # key k00
+    np.testing.assert_array_equal(samples[0]["image"], resize_shorter(source, 48))
+    with pytest.raises(ValueError, match="no shards for split 'validate'"):
+        shard_paths(tmp_path / "out" / "manifest.parquet", "validate")
+
+
+def test_command_reads_csv_manifest(images, tmp_path: Path) -> None:
+    root, rows = images
+    csv = tmp_path / "images.csv"
+    lines = ["key,path,split,study_id"] + [f"{r['key']},{r['path']},{r['split']},{r['study_id']}" for r in rows]
+    csv.write_text("\n".join(lines) + "\n")
+    parser = argparse.ArgumentParser()
+    shards_command.add_arguments(parser)
+    args = parser.parse_args([str(csv), "--root", str(root), "--out", str(tmp_path / "out"), "--image-size", "32"])
+    assert shards_command.main(args) == 0
+    manifest = pq.read_table(tmp_path / "out" / "manifest.parquet")
+    assert manifest.num_rows == len(rows)
+    assert manifest.schema.field("study_id").type == pa.int64()
+    assert {b"imitate.shards", b"imitate.provenance"} <= set(manifest.schema.metadata)
+    assert json.loads(manifest.schema.metadata[b"imitate.shards"])["image_size"] == 32
+
+
+def test_reader_names_the_shard_of_a_malformed_sample(tmp_path: Path) -> None:
+    shard = tmp_path / "train-000000.tar"
+    with tarfile.open(shard, "w") as tar:
+        info = tarfile.TarInfo("lonely.png")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"png"))
+    with pytest.raises(ValueError, match=r"train-000000\.tar: sample 'lonely' needs one .png/.jpg and one .json"):
+        list(iter_samples([shard]))
