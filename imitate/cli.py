@@ -1,7 +1,8 @@
 """``imitate <stage>``: one subcommand per pipeline stage.
 
-Each stage lives in ``imitate.commands.<module>`` and exposes ``HELP`` (one line),
-``add_arguments(parser)`` and ``main(args) -> int``.
+Each stage lives in ``imitate.commands.<module>`` and exposes ``add_arguments(parser)`` and
+``main(args) -> int``. Only the module of the stage being run is imported, so a light stage never
+pays for torch or transformers.
 """
 
 from __future__ import annotations
@@ -14,37 +15,43 @@ from collections.abc import Sequence
 
 from imitate import __version__
 
-# subcommand name -> module under imitate.commands
-COMMANDS: dict[str, str] = {
-    "demo-data": "demo_data",
-    "sections": "sections",
-    "manifest": "manifest",
-    "shards": "shards",
-    "embed": "embed",
-    "pretrain": "pretrain",
-    "subsets": "subsets",
-    "evaluate": "evaluate",
-    "tables": "tables",
+# subcommand -> (module under imitate.commands, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo-data": ("demo_data", "write a synthetic MIMIC-CXR (images, reports, metadata/split/label CSVs) for the demo"),
+    "sections": ("sections", "split every report into Findings / Impression (MIT-LCP parser) into sections.parquet"),
+    "manifest": ("manifest", "join metadata (frontal views), the official split and report sections into a manifest"),
+    "shards": ("shards", "decode, resize and pack the manifest's images into deterministic WebDataset shards"),
+    "embed": ("embed", "embed Findings and Impression with a frozen text encoder into a Parquet store"),
+    "pretrain": ("pretrain", "pretrain the IMITATE model and export its vision encoder"),
+    "subsets": ("subsets", "draw the seeded, nested training subsets (1/10/100 %%) shared by every method"),
+    "evaluate": ("evaluate", "evaluate one method's frozen encoder on a downstream task (linear classification)"),
+    "tables": ("tables", "gather evaluation results into results/tables/<task>.csv and .md with provenance"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The top-level parser with every stage registered."""
+def build_parser(stage: str | None = None) -> argparse.ArgumentParser:
+    """The top-level parser; the arguments of ``stage`` (if given) are registered in full."""
     parser = argparse.ArgumentParser(prog="imitate", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"imitate {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="STAGE")
-    for name, module_name in COMMANDS.items():
-        module = importlib.import_module(f"imitate.commands.{module_name}")
-        stage = sub.add_parser(name, help=module.HELP, description=module.HELP)
-        module.add_arguments(stage)
-        stage.set_defaults(func=module.main)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text.replace("%%", "%"))
+        if name == stage:
+            module = importlib.import_module(f"imitate.commands.{module_name}")
+            module.add_arguments(command)
+            command.set_defaults(func=module.main)
     return parser
+
+
+def _stage(argv: Sequence[str]) -> str | None:
+    return next((arg for arg in argv if arg in COMMANDS), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen stage; returns the process exit status."""
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_stage(argv)).parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -87,5 +87,5 @@ def test_encoder_directory_without_weights_is_a_clear_error(tmp_path):
 def test_hub_id_offline_without_cache_names_the_model(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(EncoderError, match="emilyalsentzer/Bio_ClinicalBERT.*embed.encoder"):
+    with pytest.raises(EncoderError, match=r"emilyalsentzer/Bio_ClinicalBERT.*embed\.encoder"):
         resolve_encoder_dir("emilyalsentzer/Bio_ClinicalBERT")

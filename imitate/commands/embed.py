@@ -9,8 +9,6 @@ from imitate.provenance import stage_run
 from imitate.text.embed import EmbedSettings, write_embeddings
 from imitate.text.encoder import load_encoder
 
-HELP = "embed Findings and Impression with a frozen text encoder into a Parquet store"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``imitate embed``."""

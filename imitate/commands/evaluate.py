@@ -10,8 +10,6 @@ from imitate.evaluate.linear_classification import LinearTask, evaluate_linear
 from imitate.parquet import write_table
 from imitate.provenance import stage_run
 
-HELP = "evaluate one method's frozen encoder on a downstream task (linear classification)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``imitate evaluate``."""

@@ -8,8 +8,6 @@ from pathlib import Path
 from imitate.manifest import TEXT_MODES, build_manifest, write_manifest
 from imitate.provenance import stage_run
 
-HELP = "join MIMIC-CXR metadata (frontal views), the official split and report sections into a manifest"
-
 OUTPUTS = ("images.parquet", "studies.parquet", "rejects.parquet", "counts.json")
 
 

@@ -10,8 +10,6 @@ from imitate.provenance import stage_run
 from imitate.sections.extract import extract_sections, write_sections
 from imitate.sections.parser import MODES
 
-HELP = "split every report into Findings / Impression (MIT-LCP parser) into sections.parquet"
-
 log = logging.getLogger(__name__)
 
 

@@ -9,8 +9,6 @@ from pathlib import Path
 from imitate.provenance import stage_run
 from imitate.shards.writer import IMAGE_FORMATS, write_shards
 
-HELP = "decode, resize and pack the manifest's images into deterministic WebDataset shards"
-
 log = logging.getLogger(__name__)
 
 

@@ -11,7 +11,6 @@ from imitate.evaluate.linear_classification import build_subsets
 from imitate.parquet import write_table
 from imitate.provenance import stage_run
 
-HELP = "draw the seeded, nested training subsets (1/10/100 %) shared by every method"
 log = logging.getLogger(__name__)
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 from imitate.provenance import lineage, stage_run
 from imitate.results import gather, markdown, write_csv
 
-HELP = "gather evaluation results into results/tables/<task>.csv and .md with provenance"
 log = logging.getLogger(__name__)
 
 

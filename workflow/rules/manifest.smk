@@ -14,6 +14,7 @@ rule manifest:
     log:
         "logs/manifest.log",
     params:
+        run_id=RUN_ID,
         root=root_from_input,
         trees=image_tree_args(),
         views=" ".join(shlex.quote(v) for v in config["manifest"]["views"]),
@@ -24,4 +25,4 @@ rule manifest:
     shell:
         "python -m imitate manifest --sections {input.sections} --metadata {input.metadata} --split {input.split}"
         " --root {params.root} {params.trees} --views {params.views} --min-tokens {params.min_tokens}"
-        " --text-mode {params.text_mode} --out-dir results/manifest > {log} 2>&1"
+        " --text-mode {params.text_mode} --out-dir results/manifest --run-id {params.run_id} > {log} 2>&1"

@@ -10,6 +10,7 @@ rule sections:
     log:
         "logs/sections.log",
     params:
+        run_id=RUN_ID,
         mode=config["sections"]["mode"],
         overrides=(
             f"--overrides {shlex.quote(config['sections']['overrides'])}"
@@ -21,4 +22,4 @@ rule sections:
         "../../envs/imitate.yaml"
     shell:
         "python -m imitate sections {input.reports} --out {output.sections} --rejects {output.rejects}"
-        " --mode {params.mode} {params.overrides} --workers {threads} > {log} 2>&1"
+        " --mode {params.mode} {params.overrides} --workers {threads} --run-id {params.run_id} > {log} 2>&1"

@@ -12,10 +12,11 @@ rule shards:
     params:
         root=DATA_ROOT,
         cfg=config["shards"],
+        run_id=RUN_ID,
     threads: 8
     conda:
         "../../envs/imitate.yaml"
     shell:
         "python -m imitate shards {input.images} --root {params.root} --out results/shards"
         " --image-size {params.cfg[image_size]} --samples-per-shard {params.cfg[samples_per_shard]}"
-        " --format {params.cfg[format]} --workers {threads} > {log} 2>&1"
+        " --format {params.cfg[format]} --workers {threads} --run-id {params.run_id} > {log} 2>&1"

@@ -1,0 +1,66 @@
+"""imitate pretrain: shards x frozen text embeddings -> IMITATE vision encoder."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from imitate.config import load_config, parse_settings
+from imitate.provenance import stage_run
+from imitate.train.pretrain import ShardSplit, config_from_settings, pretrain
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("checkpoint.pt", "encoder.safetensors", "metrics.jsonl", "model_card.json")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``imitate pretrain``."""
+    parser.add_argument("--shards", required=True, help="shard manifest.parquet (train and validate splits)")
+    parser.add_argument("--embeddings", required=True, help="embeddings Parquet from `imitate embed`")
+    parser.add_argument("--config", default=None, help="config.yaml with the model: and pretrain: blocks")
+    parser.add_argument("--settings", default=None, help="JSON of the pretrain block (else --config)")
+    parser.add_argument("--model-settings", default=None, help="JSON of the model block (else --config)")
+    parser.add_argument("--seed", type=int, default=None, help="default: the config's seed, else 0")
+    parser.add_argument("--text-encoder", default=None, help="id recorded in the model card (default: "
+                        "the encoder named in the embeddings' metadata)")
+    parser.add_argument("--out-dir", required=True, help="directory for the four pretraining outputs")
+    parser.add_argument("--run-id", default=None, help="run name recorded in provenance")
+
+
+def _text_encoder(args: argparse.Namespace) -> str:
+    if args.text_encoder:
+        return args.text_encoder
+    # imported here: the text package loads transformers, which pretraining otherwise never needs
+    from imitate.text.embed import read_embedding_facts
+
+    return str(read_embedding_facts(args.embeddings)["encoder"])
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run the pretrain stage."""
+    model = parse_settings(args.model_settings, args.config, "model")
+    settings = parse_settings(args.settings, args.config, "pretrain")
+    seed = args.seed
+    if seed is None:
+        seed = load_config(args.config)["seed"] if args.config else 0
+    cfg = config_from_settings(model, settings, seed)
+    out = Path(args.out_dir)
+    train = ShardSplit.from_manifest(args.shards, "train")
+    val = ShardSplit.from_manifest(args.shards, "validate")
+    log.info("train: %d images in %d shards; validate: %d images in %d shards",
+             train.num_samples, len(train.paths), val.num_samples, len(val.paths))
+    with stage_run(
+        "pretrain",
+        inputs={"shards": args.shards, "embeddings": args.embeddings},
+        settings={"model": model, "pretrain": settings},
+        outputs=[out / name for name in OUTPUTS],
+        run_id=args.run_id,
+        seeds={"torch": seed},
+    ):
+        result = pretrain(cfg, shards=train, val_shards=val, embeddings=args.embeddings, out_dir=out,
+                          text_encoder=_text_encoder(args))
+    log.info("pretrain: %d epochs, %d steps (%d skipped); best epoch %d, val loss %.4f",
+             result.epochs, result.steps, result.skipped_steps, result.best_epoch, result.best_val_loss)
+    return 0
