@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from imitate.demo.mimic import SPLITS, write_demo_mimic
+from imitate.provenance import stage_run
 
 log = logging.getLogger(__name__)
 
@@ -39,17 +40,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT")
 
 
+# the CSVs that carry the provenance record of the generated tree
+RECORDED = tuple(f"mimic-cxr-jpg/2.0.0/mimic-cxr-2.0.0-{name}.csv.gz" for name in ("metadata", "split", "chexpert"))
+
+
 def main(args: argparse.Namespace) -> int:
     """Run the demo-data stage."""
-    counts = write_demo_mimic(
-        args.out,
-        n_studies=args.n_studies,
-        seed=args.seed,
-        image_size=args.image_size,
-        dicom_fraction=args.dicom_fraction,
-        split_fractions=args.split_fractions,
-        workers=args.workers,
-        overwrite=args.overwrite,
-    )
+    settings = {
+        "n_studies": args.n_studies,
+        "seed": args.seed,
+        "image_size": args.image_size,
+        "dicom_fraction": args.dicom_fraction,
+        "split_fractions": args.split_fractions,
+    }
+    with stage_run("demo-data", inputs={}, settings=settings, outputs=[args.out / p for p in RECORDED],
+                   seeds={"demo": args.seed}):
+        counts = write_demo_mimic(args.out, workers=args.workers, overwrite=args.overwrite, **settings)
     log.info("demo-data counts: %s", json.dumps(counts.as_dict(), sort_keys=True))
     return 0

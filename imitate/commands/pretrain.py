@@ -23,8 +23,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", default=None, help="JSON of the pretrain block (else --config)")
     parser.add_argument("--model-settings", default=None, help="JSON of the model block (else --config)")
     parser.add_argument("--seed", type=int, default=None, help="default: the config's seed, else 0")
-    parser.add_argument("--text-encoder", default=None, help="id recorded in the model card (default: "
-                        "the encoder named in the embeddings' metadata)")
+    parser.add_argument(
+        "--text-encoder",
+        default=None,
+        help="id recorded in the model card (default: the encoder named in the embeddings' metadata)",
+    )
     parser.add_argument("--out-dir", required=True, help="directory for the four pretraining outputs")
     parser.add_argument("--run-id", default=None, help="run name recorded in provenance")
 
@@ -49,8 +52,13 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out_dir)
     train = ShardSplit.from_manifest(args.shards, "train")
     val = ShardSplit.from_manifest(args.shards, "validate")
-    log.info("train: %d images in %d shards; validate: %d images in %d shards",
-             train.num_samples, len(train.paths), val.num_samples, len(val.paths))
+    log.info(
+        "train: %d images in %d shards; validate: %d images in %d shards",
+        train.num_samples,
+        len(train.paths),
+        val.num_samples,
+        len(val.paths),
+    )
     with stage_run(
         "pretrain",
         inputs={"shards": args.shards, "embeddings": args.embeddings},
@@ -59,8 +67,15 @@ def main(args: argparse.Namespace) -> int:
         run_id=args.run_id,
         seeds={"torch": seed},
     ):
-        result = pretrain(cfg, shards=train, val_shards=val, embeddings=args.embeddings, out_dir=out,
-                          text_encoder=_text_encoder(args))
-    log.info("pretrain: %d epochs, %d steps (%d skipped); best epoch %d, val loss %.4f",
-             result.epochs, result.steps, result.skipped_steps, result.best_epoch, result.best_val_loss)
+        result = pretrain(
+            cfg, shards=train, val_shards=val, embeddings=args.embeddings, out_dir=out, text_encoder=_text_encoder(args)
+        )
+    log.info(
+        "pretrain: %d epochs, %d steps (%d skipped); best epoch %d, val loss %.4f",
+        result.epochs,
+        result.steps,
+        result.skipped_steps,
+        result.best_epoch,
+        result.best_val_loss,
+    )
     return 0

@@ -13,7 +13,7 @@ if config["data"]["source"] == "demo":
         params:
             demo=config["demo"],
             root=root_from_output,
-            fractions=" ".join(f"{k}={v}" for k, v in sorted(config["demo"]["split_fractions"].items())),
+            fractions=",".join(str(config["demo"]["split_fractions"][s]) for s in ("train", "validate", "test")),
         threads: 8
         conda:
             "../../envs/imitate.yaml"
@@ -21,4 +21,4 @@ if config["data"]["source"] == "demo":
             "python -m imitate demo-data {params.root} --n-studies {params.demo[n_studies]}"
             " --seed {params.demo[seed]} --image-size {params.demo[image_size]}"
             " --dicom-fraction {params.demo[dicom_fraction]} --split-fractions {params.fractions}"
-            " --workers {threads} > {log} 2>&1"
+            " --workers {threads} --overwrite > {log} 2>&1"

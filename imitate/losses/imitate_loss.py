@@ -1,0 +1,185 @@
+"""IMITATE's total loss (paper §III-E): six contrastive terms with ablation switches.
+
+Terms (Table VIII groups in brackets), with the default ``hierarchical`` alignment:
+
+* ``vlh1``, ``vlh2`` [VLH]: high-level feature of view 1/2 vs Impression, τ_vl, Impression prior;
+* ``vlm1``, ``vlm2`` [VLM]: multi-level feature of view 1/2 vs Findings, τ_vl, Findings prior;
+* ``vvh`` [VVH]: high-level view 1 vs view 2, τ_vv, with the prior of the text the high level aligns to;
+* ``vvm`` [VVM]: multi-level view 1 vs view 2 (independent channel draws), τ_vv, no prior.
+
+The V-V priors follow the official code (Impression prior on the high level, none on the multi level).
+Each term sums its two directions as the official does; the terms have equal weight as in the paper's
+sum (the official calls each V-V term twice, with the views swapped, which doubles its weight).
+
+Table IX alignments: ``impression_only`` aligns both levels with Impression; ``reversed`` swaps the two
+sections; ``concat`` ("Find&Imp") aligns both levels with one report embedding. Findings and Impression
+are embedded separately upstream, so that embedding is an approximation: the projected report is the
+normalised sum of the two projected sections and its prior uses the mean of the two raw embeddings
+(Impression alone for studies without Findings).
+
+Every term that uses Findings drops the studies without Findings from its rows, columns and prior; with
+fewer than two studies left the term is a zero that still carries a (zero) gradient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from imitate.losses.cicl import KERNELS, TARGET_MODES, CICLoss, Kernel, TargetMode
+
+Alignment = Literal["hierarchical", "impression_only", "concat", "reversed"]
+TERMS: tuple[str, ...] = ("vlh1", "vlm1", "vlh2", "vlm2", "vvh", "vvm")
+TERM_GROUPS: dict[str, tuple[str, ...]] = {
+    "vvh": ("vvh",),
+    "vlh": ("vlh1", "vlh2"),
+    "vvm": ("vvm",),
+    "vlm": ("vlm1", "vlm2"),
+}
+# alignment -> (text of the high level, text of the multi level)
+ALIGNMENTS: dict[str, tuple[str, str]] = {
+    "hierarchical": ("impression", "findings"),
+    "impression_only": ("impression", "impression"),
+    "concat": ("report", "report"),
+    "reversed": ("findings", "impression"),
+}
+
+
+def terms_from_groups(groups: tuple[str, ...]) -> tuple[str, ...]:
+    """Table VIII row (e.g. ``("vvh", "vlh")``) -> the enabled term names, in canonical order."""
+    unknown = set(groups) - set(TERM_GROUPS)
+    if unknown:
+        raise ValueError(f"unknown loss groups {sorted(unknown)}; expected some of {sorted(TERM_GROUPS)}")
+    enabled = {term for group in groups for term in TERM_GROUPS[group]}
+    return tuple(term for term in TERMS if term in enabled)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Temperatures, CICL settings and ablation switches of :class:`ImitateLoss`."""
+
+    tau_vl: float = 0.07
+    tau_vv: float = 0.2
+    lam: float = 0.2
+    kernel: Kernel = "exp"
+    target: TargetMode = "official"
+    cicl: bool = True
+    alignment: Alignment = "hierarchical"
+    terms: tuple[str, ...] = TERMS
+
+    def __post_init__(self) -> None:
+        if self.kernel not in KERNELS:
+            raise ValueError(f"unknown kernel {self.kernel!r}; expected one of {KERNELS}")
+        if self.target not in TARGET_MODES:
+            raise ValueError(f"unknown target mode {self.target!r}; expected one of {TARGET_MODES}")
+        if self.alignment not in ALIGNMENTS:
+            raise ValueError(f"unknown alignment {self.alignment!r}; expected one of {sorted(ALIGNMENTS)}")
+        if not self.terms or set(self.terms) - set(TERMS):
+            raise ValueError(f"terms must be a non-empty subset of {TERMS}, got {self.terms}")
+
+
+class Text(NamedTuple):
+    """One text target: projected features, raw embeddings for the prior, and the rows that exist."""
+
+    proj: Tensor
+    raw: Tensor
+    mask: Tensor | None
+
+
+def gather_features(x: Tensor, rank: int, world_size: int) -> Tensor:
+    """Concatenate ``x`` over all ranks; the local slot keeps ``x`` itself so its gradient flows."""
+    parts = [torch.empty_like(x) for _ in range(world_size)]
+    dist.all_gather(parts, x.contiguous())
+    parts[rank] = x
+    return torch.cat(parts)
+
+
+class ImitateLoss(nn.Module):
+    """The six terms of §III-E; ``forward`` takes exactly the keys of :class:`ImitateModel`'s output."""
+
+    def __init__(self, cfg: LossConfig, *, rank: int = 0, world_size: int = 1) -> None:
+        super().__init__()
+        self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        shared = {"lam": cfg.lam, "kernel": cfg.kernel, "target": cfg.target, "use_prior": cfg.cicl}
+        self.vl = CICLoss(cfg.tau_vl, **shared)
+        self.vv = CICLoss(cfg.tau_vv, **shared)
+
+    def _gather(self, x: Tensor) -> Tensor:
+        if self.world_size == 1:
+            return x
+        if x.dtype == torch.bool:
+            return gather_features(x.to(torch.uint8), self.rank, self.world_size).bool()
+        return gather_features(x, self.rank, self.world_size)
+
+    @staticmethod
+    def _texts(
+        findings: Tensor,
+        impression: Tensor,
+        findings_raw: Tensor,
+        impression_raw: Tensor,
+        has_findings: Tensor,
+        needed: set[str],
+    ) -> dict[str, Text]:
+        texts = {
+            "findings": Text(findings, findings_raw, has_findings),
+            "impression": Text(impression, impression_raw, None),
+        }
+        if "report" in needed:
+            keep = has_findings[:, None]
+            proj = F.normalize(impression + torch.where(keep, findings, torch.zeros_like(findings)), dim=-1)
+            raw = torch.where(keep, (findings_raw + impression_raw) / 2, impression_raw)
+            texts["report"] = Text(proj, raw, None)
+        return texts
+
+    @staticmethod
+    def _term(loss: CICLoss, a: Tensor, b: Tensor, prior: Tensor | None, mask: Tensor | None) -> Tensor:
+        if mask is not None:
+            a, b = a[mask], b[mask]
+            prior = None if prior is None else prior[mask]
+            if a.shape[0] < 2:
+                return (a.sum() + b.sum()).float() * 0.0
+        return loss(a, b, prior)
+
+    def forward(
+        self,
+        high1: Tensor,
+        mid1: Tensor,
+        high2: Tensor,
+        mid2: Tensor,
+        mid1_vv: Tensor,
+        mid2_vv: Tensor,
+        findings: Tensor,
+        impression: Tensor,
+        findings_raw: Tensor,
+        impression_raw: Tensor,
+        has_findings: Tensor,
+    ) -> dict[str, Tensor]:
+        """``{term}_loss`` for every enabled term and ``total_loss`` (their sum)."""
+        g = self._gather
+        high1, mid1, high2, mid2, mid1_vv, mid2_vv = map(g, (high1, mid1, high2, mid2, mid1_vv, mid2_vv))
+        high_source, mid_source = ALIGNMENTS[self.cfg.alignment]
+        texts = self._texts(
+            g(findings),
+            g(impression),
+            g(findings_raw),
+            g(impression_raw),
+            g(has_findings.bool()),
+            {high_source, mid_source},
+        )
+        th, tm = texts[high_source], texts[mid_source]
+        pairs = {
+            "vlh1": (self.vl, high1, th.proj, th.raw, th.mask),
+            "vlm1": (self.vl, mid1, tm.proj, tm.raw, tm.mask),
+            "vlh2": (self.vl, high2, th.proj, th.raw, th.mask),
+            "vlm2": (self.vl, mid2, tm.proj, tm.raw, tm.mask),
+            "vvh": (self.vv, high1, high2, th.raw, th.mask),
+            "vvm": (self.vv, mid1_vv, mid2_vv, None, None),
+        }
+        out = {f"{name}_loss": self._term(*pairs[name]) for name in self.cfg.terms}
+        out["total_loss"] = torch.stack(list(out.values())).sum()
+        return out

@@ -1,0 +1,376 @@
+"""The IMITATE pretraining loop (single process; rank 0 writes every artifact).
+
+Per step: two augmented views -> :class:`ImitateModel` -> :class:`ImitateLoss` -> AdamW, with the
+learning rate following a linear warm-up and a cosine decay per step. A step whose loss is NaN or
+infinite is skipped (no update) and counted. After every epoch the validation loss is computed on the
+validate split with the same batches and channel draws each time (fixed loader epoch, forked RNG), the
+encoder of the best epoch so far is exported, and the full training state is checkpointed.
+
+Outputs in ``out_dir``: ``checkpoint.pt`` (model, optimizer, scheduler, epoch, step, RNG states,
+config; ``torch.load(weights_only=True)``), ``encoder.safetensors`` (torchvision ResNet keys, no
+``fc``), ``metrics.jsonl`` (one ``step`` record per batch, one ``epoch`` record per epoch) and
+``model_card.json``. Epochs are numbered from 0. On CUDA the forward runs under bf16 autocast with
+channels_last tensors; on CPU it is float32 with deterministic algorithms, so a rerun with the same
+seed writes the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import IO, Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from imitate.losses import ImitateLoss, LossConfig, terms_from_groups
+from imitate.models import ImitateModel, ModelConfig
+from imitate.shards.reader import count_samples, shard_paths
+from imitate.train.checkpoint import rng_state, save_checkpoint, save_encoder, write_json
+from imitate.train.data import TextEmbedding, build_pretrain_loader, load_embeddings, steps_per_epoch
+from imitate.train.schedule import warmup_cosine
+
+log = logging.getLogger(__name__)
+
+Batch = Mapping[str, Tensor]
+LoaderFactory = Callable[..., Iterable[Batch]]
+ENCODER_METADATA_KEY = "imitate.encoder"
+MODEL_INPUTS = ("view1", "view2", "findings_emb", "impression_emb", "has_findings")
+# keys of the YAML ``pretrain:`` block that configure the loss -> LossConfig fields
+LOSS_KEYS = {
+    "lambda": "lam",
+    "tau_vl": "tau_vl",
+    "tau_vv": "tau_vv",
+    "kernel": "kernel",
+    "target": "target",
+    "cicl": "cicl",
+    "alignment": "alignment",
+}
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything a pretraining run depends on (defaults: the paper's ResNet50 setting)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    crop_size: int = 224
+    batch_size: int = 128
+    epochs: int = 50
+    lr: float = 4e-5
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    augment: str = "paper"
+    workers: int = 1
+    device: str = "cpu"
+    seed: int = 0
+
+
+def _check_keys(block: str, settings: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ValueError(f"{block} settings: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def config_from_settings(model: Mapping[str, Any], pretrain: Mapping[str, Any], seed: int) -> PretrainConfig:
+    """A :class:`PretrainConfig` from the ``model:`` and ``pretrain:`` blocks of config.yaml.
+
+    The loss is set by ``lambda``, ``tau_vl``, ``tau_vv``, ``kernel``, ``target``, ``cicl``,
+    ``alignment`` and ``loss_groups`` (Table VIII groups, e.g. ``[vvh, vlh]``) in the pretrain block.
+    """
+    loop_fields = {f.name for f in fields(PretrainConfig)} - {"model", "loss", "seed"}
+    _check_keys("model", model, {f.name for f in fields(ModelConfig)} - {"text_dim"})
+    _check_keys("pretrain", pretrain, loop_fields | set(LOSS_KEYS) | {"loss_groups"})
+    model_cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.items()})
+    loss_kwargs: dict[str, Any] = {LOSS_KEYS[k]: v for k, v in pretrain.items() if k in LOSS_KEYS}
+    if "loss_groups" in pretrain:
+        loss_kwargs["terms"] = terms_from_groups(tuple(pretrain["loss_groups"]))
+    loop = {k: v for k, v in pretrain.items() if k in loop_fields}
+    return PretrainConfig(model=model_cfg, loss=LossConfig(**loss_kwargs), seed=seed, **loop)
+
+
+class ShardSplit(NamedTuple):
+    """The shards of one split and how many samples they hold."""
+
+    paths: tuple[Path, ...]
+    num_samples: int
+
+    @classmethod
+    def from_manifest(cls, manifest: str | Path, split: str) -> ShardSplit:
+        """The ``split`` shards listed in a shard manifest (paths beside it)."""
+        return cls(tuple(shard_paths(manifest, split)), count_samples(manifest, split))
+
+
+@dataclass(frozen=True)
+class PretrainResult:
+    """What a run did; the artifacts are in ``out_dir``."""
+
+    out_dir: Path
+    epochs: int
+    steps: int
+    skipped_steps: int
+    best_epoch: int
+    best_val_loss: float
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices and conv kernels only; biases and norm scales (1-D) are not decayed."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [
+        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+    ]
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+class Trainer:
+    """Model, loss, optimizer and schedule of one run, with its step and skip counters."""
+
+    def __init__(self, cfg: PretrainConfig, device: torch.device, total_steps: int) -> None:
+        self.cfg, self.device = cfg, device
+        self.cuda = device.type == "cuda"
+        self.model = ImitateModel(cfg.model).to(device)
+        if self.cuda:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loss = ImitateLoss(cfg.loss)
+        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
+        self.scheduler = warmup_cosine(self.optimizer, total_steps, cfg.warmup_fraction)
+        self.step = 0
+        self.skipped = 0
+
+    def _losses(self, batch: Batch) -> dict[str, Tensor]:
+        inputs = {k: batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS}
+        if self.cuda:
+            for view in ("view1", "view2"):
+                inputs[view] = inputs[view].contiguous(memory_format=torch.channels_last)
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
+        with autocast:
+            return self.loss(**self.model(**inputs))
+
+    def train_step(self, batch: Batch) -> dict[str, Any]:
+        """One optimisation step, or a counted skip that leaves the model as it was; returns its record."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        # BatchNorm updates its running statistics in the forward pass: keep them to undo a skipped step
+        buffers = [b.detach().clone() for b in self.model.buffers()]
+        losses = self._losses(batch)
+        total = losses["total_loss"]
+        self.optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(total))
+        if finite:
+            total.backward()
+            self.optimizer.step()
+        else:
+            with torch.no_grad():
+                for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
+                    buffer.copy_(saved)
+            self.skipped += 1
+            log.warning(
+                "step %d: non-finite loss %s, update skipped (%d so far)", self.step, total.item(), self.skipped
+            )
+        self.scheduler.step()
+        self.step += 1
+        values = {k: _finite_or_none(v.item()) for k, v in losses.items()}
+        return {"type": "step", "step": self.step, "lr": lr, "skipped": not finite, **values}
+
+    @torch.no_grad()
+    def validate(self, batches: Iterable[Batch]) -> dict[str, float]:
+        """Sample-weighted mean of every loss term, in eval mode, with channel draws seeded by the run."""
+        self.model.eval()
+        sums: dict[str, float] = {}
+        n = 0
+        devices = []
+        if self.cuda:
+            devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.cfg.seed)
+            for batch in batches:
+                size = batch["view1"].shape[0]
+                for k, v in self._losses(batch).items():
+                    sums[k] = sums.get(k, 0.0) + v.item() * size
+                n += size
+        self.model.train()
+        if n == 0:
+            raise ValueError("validation loader yielded no batches")
+        return {k: v / n for k, v in sums.items()}
+
+    def state(self, epoch: int, best: tuple[int, float] | None) -> dict[str, Any]:
+        """Everything needed to resume after ``epoch``, as plain containers and tensors."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": epoch,
+            "step": self.step,
+            "skipped_steps": self.skipped,
+            "best_epoch": None if best is None else best[0],
+            "best_val_loss": None if best is None else best[1],
+            "rng": rng_state(),
+            "config": asdict(self.cfg),
+        }
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    """Seed torch; on CPU also require deterministic algorithms (restored afterwards)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.manual_seed(seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous)
+
+
+def _write_record(fh: IO[str], record: Mapping[str, Any]) -> None:
+    fh.write(json.dumps(record, sort_keys=True) + "\n")
+    fh.flush()
+
+
+def _train_epoch(trainer: Trainer, batches: Iterable[Batch], epoch: int, metrics: IO[str]) -> float:
+    """Run one epoch; returns the mean finite total loss."""
+    totals = []
+    last = time.perf_counter()
+    for batch in batches:
+        record = trainer.train_step(batch)
+        now = time.perf_counter()
+        record.update(epoch=epoch, images_per_s=batch["view1"].shape[0] / (now - last))
+        last = now
+        _write_record(metrics, record)
+        if record["total_loss"] is not None and not record["skipped"]:
+            totals.append(record["total_loss"])
+        log.debug("epoch %d step %d: loss %s", epoch, record["step"], record["total_loss"])
+    return sum(totals) / len(totals) if totals else math.nan
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    *,
+    shards: ShardSplit,
+    val_shards: ShardSplit,
+    embeddings: str | Path | Mapping[int, TextEmbedding],
+    out_dir: str | Path,
+    text_encoder: str | None = None,
+    build_loader: LoaderFactory = build_pretrain_loader,
+) -> PretrainResult:
+    """Pretrain IMITATE on ``shards``, select the epoch by the loss on ``val_shards``, write ``out_dir``.
+
+    ``embeddings`` is the embeddings Parquet (or its loaded table); ``text_encoder`` is recorded in the
+    model card. ``build_loader`` has :func:`imitate.train.data.build_pretrain_loader`'s signature.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(cfg.device)
+    table = embeddings if isinstance(embeddings, Mapping) else load_embeddings(embeddings)
+    text_dim = next(iter(table.values())).impression.shape[0]
+    cfg = replace(cfg, model=replace(cfg.model, text_dim=text_dim))
+    steps = steps_per_epoch(shards.num_samples, cfg.batch_size)
+    log.info(
+        "pretraining %s on %d images (%d steps/epoch x %d epochs), %d validation images, device %s",
+        cfg.model.backbone,
+        shards.num_samples,
+        steps,
+        cfg.epochs,
+        val_shards.num_samples,
+        device,
+    )
+
+    def loader(split: ShardSplit, epoch: int, batch_size: int) -> Iterable[Batch]:
+        return build_loader(
+            [str(p) for p in split.paths],
+            table,
+            crop_size=cfg.crop_size,
+            batch_size=batch_size,
+            num_samples=split.num_samples,
+            workers=cfg.workers,
+            seed=cfg.seed,
+            epoch=epoch,
+            augment=cfg.augment,
+        )
+
+    best: tuple[int, float] | None = None
+    with _seeded(cfg.seed, device), (out_dir / "metrics.jsonl").open("w") as metrics:
+        trainer = Trainer(cfg, device, cfg.epochs * steps)
+        val_batches = loader(val_shards, 0, min(cfg.batch_size, val_shards.num_samples))
+        for epoch in range(cfg.epochs):
+            start = time.perf_counter()
+            train_loss = _train_epoch(trainer, loader(shards, epoch, cfg.batch_size), epoch, metrics)
+            val = trainer.validate(val_batches)
+            improved = math.isfinite(val["total_loss"]) and (best is None or val["total_loss"] < best[1])
+            if improved:
+                best = (epoch, val["total_loss"])
+                _export_encoder(trainer, out_dir / "encoder.safetensors", epoch)
+            save_checkpoint(out_dir / "checkpoint.pt", trainer.state(epoch, best))
+            seconds = time.perf_counter() - start
+            _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
+            log.info(
+                "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
+                epoch,
+                train_loss,
+                val["total_loss"],
+                " (best)" if improved else "",
+                seconds,
+            )
+    if best is None:
+        raise RuntimeError(f"{out_dir}: the validation loss was never finite; no encoder was written")
+    write_json(out_dir / "model_card.json", _model_card(cfg, trainer, best, shards, val_shards, text_encoder))
+    return PretrainResult(out_dir, cfg.epochs, trainer.step, trainer.skipped, best[0], best[1])
+
+
+def _export_encoder(trainer: Trainer, path: Path, epoch: int) -> None:
+    backbone = trainer.model.encoder()
+    # one metadata key: safetensors writes its metadata map in no fixed order, so several keys would
+    # make the bytes of identical runs differ
+    facts = {"backbone": backbone.name, "epoch": epoch, "keys": "torchvision ResNet state_dict without fc"}
+    metadata = {ENCODER_METADATA_KEY: json.dumps(facts, sort_keys=True)}
+    save_encoder(path, backbone.export_torchvision_state_dict(), metadata)
+
+
+def _epoch_record(
+    trainer: Trainer, epoch: int, train_loss: float, val: Mapping[str, float], best: bool, seconds: float
+) -> dict[str, Any]:
+    return {
+        "type": "epoch",
+        "epoch": epoch,
+        "step": trainer.step,
+        "train_loss": _finite_or_none(train_loss),
+        **{f"val_{k}": _finite_or_none(v) for k, v in val.items()},
+        "best": best,
+        "seconds": seconds,
+    }
+
+
+def _model_card(
+    cfg: PretrainConfig,
+    trainer: Trainer,
+    best: tuple[int, float],
+    shards: ShardSplit,
+    val_shards: ShardSplit,
+    text_encoder: str | None,
+) -> dict[str, Any]:
+    return {
+        "config": asdict(cfg),
+        "text_encoder": text_encoder,
+        "epochs_run": cfg.epochs,
+        "steps": trainer.step,
+        "skipped_steps": trainer.skipped,
+        "best_epoch": best[0],
+        "best_val_loss": best[1],
+        "train_images": shards.num_samples,
+        "val_images": val_shards.num_samples,
+        "encoder": {
+            "file": "encoder.safetensors",
+            "backbone": cfg.model.backbone,
+            "epoch": best[0],
+            "keys": "torchvision ResNet state_dict without fc",
+        },
+    }

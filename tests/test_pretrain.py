@@ -1,0 +1,264 @@
+"""The pretraining loop: schedule, config, overfitting, artifacts, skipped steps, determinism, the command."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torchvision
+import webdataset as wds
+import yaml
+from PIL import Image
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from imitate.commands import pretrain as pretrain_command
+from imitate.losses import TERMS, ImitateLoss, LossConfig
+from imitate.models import ImitateModel, ModelConfig
+from imitate.train.checkpoint import load_checkpoint
+from imitate.train.data import TextEmbedding
+from imitate.train.pretrain import (
+    ENCODER_METADATA_KEY,
+    PretrainConfig,
+    ShardSplit,
+    config_from_settings,
+    param_groups,
+    pretrain,
+)
+from imitate.train.schedule import WarmupCosine, warmup_cosine
+
+REPO = Path(__file__).resolve().parents[1]
+DIM = 12
+TINY = ModelConfig(backbone="resnet18", attn_dim=32, attn_heads=2, token_size=4, proj_dim=16)
+OUTPUTS = {"checkpoint.pt", "encoder.safetensors", "metrics.jsonl", "model_card.json"}
+
+
+def random_batch(n: int, size: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """A batch with the data loader's keys, dtypes and shapes."""
+    has_findings = torch.rand(n, generator=g) > 0.25
+    return {
+        "view1": torch.randn(n, 3, size, size, generator=g),
+        "view2": torch.randn(n, 3, size, size, generator=g),
+        "findings_emb": torch.randn(n, DIM, generator=g) * has_findings[:, None],
+        "impression_emb": torch.randn(n, DIM, generator=g),
+        "has_findings": has_findings,
+        "study_id": torch.arange(n, dtype=torch.int64),
+    }
+
+
+def in_memory_loader(
+    shards,
+    embeddings,
+    *,
+    crop_size,
+    batch_size,
+    num_samples,
+    workers,
+    seed,
+    epoch,
+    augment="paper",
+    rank=0,
+    world_size=1,
+    poison: tuple[int, int] | None = None,
+) -> list[dict[str, torch.Tensor]]:
+    """``build_pretrain_loader``'s signature over random tensors; ``poison=(epoch, i)`` puts a NaN there."""
+    g = torch.Generator().manual_seed(1000 * seed + 10 * epoch + len(shards))
+    batches = [random_batch(batch_size, crop_size, g) for _ in range(num_samples // batch_size)]
+    if poison is not None and poison[0] == epoch and len(shards) == len(TRAIN.paths):
+        batches[poison[1]]["view1"][0, 0, 0, 0] = math.nan
+    return batches
+
+
+EMBEDDINGS = {i: TextEmbedding(np.ones(DIM, np.float32), None) for i in range(4)}
+TRAIN = ShardSplit((Path("train-000000.tar"),), 8)
+VAL = ShardSplit((Path("validate-000000.tar"), Path("validate-000001.tar")), 4)
+
+
+def run(out: Path, epochs: int = 2, **loader_kwargs) -> object:
+    cfg = PretrainConfig(model=TINY, crop_size=32, batch_size=4, epochs=epochs, lr=1e-3, warmup_fraction=0.25)
+    return pretrain(
+        cfg,
+        shards=TRAIN,
+        val_shards=VAL,
+        embeddings=EMBEDDINGS,
+        out_dir=out,
+        text_encoder="test-encoder",
+        build_loader=lambda *a, **k: in_memory_loader(*a, **k, **loader_kwargs),
+    )
+
+
+def test_warmup_then_cosine():
+    f = WarmupCosine(total_steps=10, warmup_steps=2)
+    assert [f(s) for s in range(3)] == pytest.approx([0.5, 1.0, 1.0])
+    assert f(6) == pytest.approx(0.5) and f(10) == pytest.approx(0.0) and f(50) == pytest.approx(0.0)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.4)
+    sched = warmup_cosine(opt, total_steps=10, warmup_fraction=0.2)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:3] == pytest.approx([0.2, 0.4, 0.4]) and lrs[-1] < 0.02
+    assert sched.state_dict()["lr_lambdas"] == [{"total_steps": 10, "warmup_steps": 2}]
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        warmup_cosine(opt, 10, 1.5)
+
+
+def test_config_from_the_repository_config_yaml():
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    cfg = config_from_settings(config["model"], config["pretrain"], config["seed"])
+    assert cfg.model.backbone == config["model"]["backbone"]
+    assert cfg.model.keep_ratios == tuple(config["model"]["keep_ratios"])
+    assert cfg.crop_size == config["pretrain"]["crop_size"] and cfg.epochs == config["pretrain"]["epochs"]
+    assert cfg.loss.lam == config["pretrain"]["lambda"] and cfg.loss.tau_vv == config["pretrain"]["tau_vv"]
+    assert cfg.loss.terms == TERMS and cfg.seed == config["seed"]
+    ablation = config_from_settings({}, {"loss_groups": ["vvh", "vlh"], "kernel": "laplacian"}, 1)
+    assert ablation.loss.terms == ("vlh1", "vlh2", "vvh") and ablation.loss.kernel == "laplacian"
+    with pytest.raises(ValueError, match=r"pretrain settings: unknown key\(s\) \['lamda'\]"):
+        config_from_settings({}, {"lamda": 0.2}, 0)
+    with pytest.raises(ValueError, match=r"model settings: unknown key\(s\) \['text_dim'\]"):
+        config_from_settings({"text_dim": 768}, {}, 0)
+
+
+def test_thirty_steps_overfit_sixteen_samples():
+    torch.manual_seed(0)
+    model = ImitateModel(ModelConfig(**{**TINY.__dict__, "text_dim": DIM}))
+    loss = ImitateLoss(LossConfig())
+    batch = random_batch(16, 64, torch.Generator().manual_seed(0))
+    inputs = {k: v for k, v in batch.items() if k != "study_id"}
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    totals = []
+    for _ in range(30):
+        total = loss(**model(**inputs))["total_loss"]
+        opt.zero_grad()
+        total.backward()
+        opt.step()
+        totals.append(total.item())
+    assert totals[-1] < totals[0] / 2, totals
+
+
+def test_pretrain_writes_all_four_outputs(tmp_path: Path):
+    result = run(tmp_path)
+    assert {p.name for p in tmp_path.iterdir()} == OUTPUTS
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["type"] == "step"]
+    epochs = [r for r in records if r["type"] == "epoch"]
+    assert len(steps) == result.steps == 4 and len(epochs) == 2
+    for record in steps:
+        assert {f"{t}_loss" for t in TERMS} | {"total_loss", "lr", "images_per_s", "epoch"} <= set(record)
+    assert steps[0]["lr"] == pytest.approx(1e-3) and steps[-1]["lr"] < 1e-3
+    assert all(r["val_total_loss"] is not None for r in epochs)
+
+    card = json.loads((tmp_path / "model_card.json").read_text())
+    assert card["text_encoder"] == "test-encoder" and card["epochs_run"] == 2
+    assert card["best_val_loss"] == pytest.approx(min(r["val_total_loss"] for r in epochs))
+    assert card["config"]["model"]["text_dim"] == DIM
+
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt")  # weights_only=True
+    assert {"model", "optimizer", "scheduler", "epoch", "step", "rng", "config"} <= set(ckpt)
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 4 and ckpt["scheduler"]["last_epoch"] == 4
+    model = ImitateModel(ModelConfig(**{**TINY.__dict__, "text_dim": DIM}))
+    model.load_state_dict(ckpt["model"])
+    torch.optim.AdamW(param_groups(model, 0.05)).load_state_dict(ckpt["optimizer"])
+
+    net = torchvision.models.resnet18(weights=None)
+    missing = net.load_state_dict(load_file(tmp_path / "encoder.safetensors"), strict=False)
+    assert sorted(missing.missing_keys) == ["fc.bias", "fc.weight"] and not missing.unexpected_keys
+    with safe_open(tmp_path / "encoder.safetensors", "pt") as fh:
+        facts = json.loads(fh.metadata()[ENCODER_METADATA_KEY])
+    assert facts["epoch"] == card["best_epoch"] and facts["backbone"] == "resnet18"
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
+def test_a_non_finite_step_is_skipped_counted_and_undone(tmp_path: Path):
+    result = run(tmp_path, epochs=1, poison=(0, 0))
+    steps = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()][:2]
+    assert steps[0]["skipped"] and steps[0]["total_loss"] is None
+    assert not steps[1]["skipped"] and steps[1]["total_loss"] is not None
+    assert result.skipped_steps == 1 and math.isfinite(result.best_val_loss)
+    assert json.loads((tmp_path / "model_card.json").read_text())["skipped_steps"] == 1
+
+
+def test_same_seed_gives_identical_weights(tmp_path: Path):
+    run(tmp_path / "a", epochs=1)
+    run(tmp_path / "b", epochs=1)
+    for name in ("encoder.safetensors", "model_card.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def _png(seed: int) -> bytes:
+    pixels = np.random.default_rng(seed).integers(0, 256, (40, 44), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels, mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_tiny_dataset(root: Path) -> tuple[Path, Path]:
+    """Two splits of real WebDataset shards, their manifest, and an embeddings Parquet (one study each)."""
+    rows = []
+    for split, n in (("train", 8), ("validate", 4)):
+        name = f"{split}-000000.tar"
+        with wds.TarWriter(str(root / name)) as sink:
+            for i in range(n):
+                study = 50000000 + len(rows)
+                key = f"{split}{i:04d}"
+                meta = {"key": key, "study_id": study, "split": split}
+                sink.write({"__key__": key, "png": _png(len(rows)), "json": json.dumps(meta).encode()})
+                rows.append({"shard": name, "key": key, "study_id": study, "split": split})
+    pq.write_table(pa.Table.from_pylist(rows), root / "manifest.parquet")
+    rng = np.random.default_rng(0)
+    studies = [r["study_id"] for r in rows]
+    has_findings = [i % 3 != 0 for i in range(len(studies))]
+    emb_type = pa.list_(pa.float16(), DIM)
+    findings = [rng.normal(size=DIM).astype(np.float16).tolist() if f else None for f in has_findings]
+    impression = [rng.normal(size=DIM).astype(np.float16).tolist() for _ in studies]
+    table = pa.table(
+        {
+            "study_id": pa.array(studies, pa.int64()),
+            "findings_emb": pa.array(findings, emb_type),
+            "impression_emb": pa.array(impression, emb_type),
+            "has_findings": pa.array(has_findings),
+        }
+    )
+    pq.write_table(table, root / "embeddings.parquet")
+    return root / "manifest.parquet", root / "embeddings.parquet"
+
+
+def test_the_command_trains_on_real_shards(tmp_path: Path):
+    manifest, embeddings = write_tiny_dataset(tmp_path)
+    parser = argparse.ArgumentParser()
+    pretrain_command.add_arguments(parser)
+    model = {"backbone": "resnet18", "token_size": 4, "attn_dim": 32, "attn_heads": 2, "proj_dim": 16}
+    settings = {"crop_size": 32, "batch_size": 4, "epochs": 1, "lr": 1e-3, "weight_decay": 0.05, "workers": 0}
+    out = tmp_path / "pretrain"
+    args = parser.parse_args(
+        [
+            "--shards",
+            str(manifest),
+            "--embeddings",
+            str(embeddings),
+            "--model-settings",
+            json.dumps(model),
+            "--settings",
+            json.dumps(settings),
+            "--seed",
+            "3",
+            "--text-encoder",
+            "tiny",
+            "--out-dir",
+            str(out),
+        ]
+    )
+    assert pretrain_command.main(args) == 0
+    assert {p.name for p in out.iterdir()} >= OUTPUTS
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["train_images"] == 8 and card["val_images"] == 4 and card["steps"] == 2
+    assert card["config"]["seed"] == 3 and card["text_encoder"] == "tiny"
