@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,7 @@ def resolve_encoder_dir(name: str, *, allow_download: bool = False) -> Path:
 def load_encoder(name: str, *, device: str = "cpu", allow_download: bool = False) -> TextEncoder:
     """Load encoder ``name`` frozen in eval mode on ``device``."""
     directory = resolve_encoder_dir(name, allow_download=allow_download)
+    hf_logging.disable_progress_bar()  # a progress bar per load would fill the stage logs
     try:
         tokenizer = AutoTokenizer.from_pretrained(directory, use_fast=True)
         model = AutoModel.from_pretrained(directory)

@@ -67,6 +67,7 @@ class PretrainConfig:
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
     augment: str = "paper"
+    rotation_degrees: float = 15.0
     workers: int = 1
     device: str = "cpu"
     seed: int = 0
@@ -295,6 +296,7 @@ def pretrain(
             seed=cfg.seed,
             epoch=epoch,
             augment=cfg.augment,
+            rotation_degrees=cfg.rotation_degrees,
         )
 
     best: tuple[int, float] | None = None
