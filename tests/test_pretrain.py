@@ -65,6 +65,7 @@ def in_memory_loader(
     seed,
     epoch,
     augment="paper",
+    rotation_degrees=15.0,
     rank=0,
     world_size=1,
     poison: tuple[int, int] | None = None,
