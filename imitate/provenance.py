@@ -6,8 +6,9 @@ A stage run has two parts of record:
   and dirty flag, library versions, seeds, and every input with its sha256. It is identical whenever the
   same code runs on the same inputs, so it is stored inside Parquet outputs (key ``imitate.provenance``)
   without breaking byte-identical reruns;
-* the *run* part — start and end time, host, device, and the sha256 of every output. It lives only in
-  the sidecar ``<output>.provenance.json`` written next to each output.
+* the *run* part — start and end time, host, device, the sha256 of the whole workflow config the stage
+  ran under (``IMITATE_CONFIG_SHA256``, set by the workflow; ``None`` for a hand-run command) and the
+  sha256 of every output. It lives only in the sidecar ``<output>.provenance.json`` next to each output.
 
 Large inputs are never re-hashed file by file: a directory is recorded by the digest of its sorted
 listing (relative path and size of every file), and image shards by their shard manifest, which itself
@@ -36,6 +37,7 @@ from imitate.config import canonical_json, config_hash
 PACKAGE_ROOT = Path(__file__).resolve().parent
 PARQUET_KEY = "imitate.provenance"
 SIDECAR_SUFFIX = ".provenance.json"
+CONFIG_ENV = "IMITATE_CONFIG_SHA256"
 LIBRARIES = (
     "imitate", "torch", "torchvision", "transformers", "snakemake", "duckdb", "pyarrow", "webdataset",
     "pydicom", "numpy", "pillow", "scikit-learn",
@@ -156,6 +158,7 @@ class StageRun:
                 "ended": _now(),
                 "host": socket.gethostname(),
                 "device": device_info(),
+                "config_sha256": os.environ.get(CONFIG_ENV),
             },
             "outputs": [describe_input(p) for p in outputs],
         }

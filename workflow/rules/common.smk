@@ -2,15 +2,23 @@
 
 import json
 import shlex
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
 
 validate(config, "../schemas/config.schema.yaml")
 
-# Rules run `python -m imitate <stage>` from this checkout, also inside a `--sdm conda` environment.
+sys.path.insert(0, workflow.basedir)
+from imitate.config import config_hash  # noqa: E402  (this checkout, also under --sdm conda)
+
+# Rules run `python -m imitate <stage>` from this checkout, also inside a `--sdm conda` environment,
+# and every provenance record names the sha256 of the whole resolved config of the run.
 # (Snakemake formats the prefix like a shell command, hence the quadrupled braces in this f-string.)
-shell.prefix(f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
+shell.prefix(
+    f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"
+    f" IMITATE_CONFIG_SHA256={config_hash(config)}; "
+)
 
 RUN_ID = config["run_id"]
 DATA_ROOT = config["data"]["root"]
