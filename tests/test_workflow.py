@@ -85,3 +85,24 @@ def test_table_provenance_reaches_raw_inputs(tiny_run):
     for raw in ("mimic-cxr-2.0.0-chexpert.csv.gz", "mimic-cxr-2.0.0-metadata.csv.gz", "mimic-cxr-reports"):
         assert raw in text
     assert record["git"]["commit"] is None or len(record["git"]["commit"]) == 40
+    assert len(record["run"]["config_sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    "artifact",
+    [
+        "results/sections/sections.parquet",
+        "results/manifest/images.parquet",
+        "results/shards/manifest.parquet",
+        "results/embed/embeddings.parquet",
+        "results/pretrain/encoder.safetensors",
+        "results/evaluate/linear_classification/imitate.parquet",
+        "results/tables/linear_classification.md",
+    ],
+)
+def test_every_stage_output_has_a_provenance_record(tiny_run, artifact):
+    import json
+
+    record = json.loads((tiny_run / f"{artifact}.provenance.json").read_text())
+    assert record["run_id"] == "tiny"
+    assert record["outputs"] and all(len(o["sha256"]) == 64 for o in record["outputs"])
