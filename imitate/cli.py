@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -23,9 +24,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "shards": ("shards", "decode, resize and pack the manifest's images into deterministic WebDataset shards"),
     "embed": ("embed", "embed Findings and Impression with a frozen text encoder into a Parquet store"),
     "pretrain": ("pretrain", "pretrain the IMITATE model and export its vision encoder"),
+    "loss-curve": ("loss_curve", "plot the pretraining loss terms per step and the validation loss per epoch"),
     "subsets": ("subsets", "draw the seeded, nested training subsets (1/10/100 %%) shared by every method"),
     "evaluate": ("evaluate", "evaluate one method's frozen encoder on a downstream task (linear classification)"),
     "tables": ("tables", "gather evaluation results into results/tables/<task>.csv and .md with provenance"),
+    "provenance": ("provenance", "print the lineage of an artifact down to the raw inputs, with hashes"),
+    "audit": ("audit", "re-hash every recorded input and output; list mismatches (exit 1 if any)"),
+    "catalog": ("catalog", "rebuild the DuckDB catalog of every provenance record (artifacts, edges)"),
 }
 
 
@@ -52,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen stage; returns the process exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(_stage(argv)).parse_args(argv)
+    # outputs derive from credentialed data (MIMIC data-use agreement): never readable by "other"
+    os.umask(os.umask(0o027) | 0o027)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -2,10 +2,10 @@
 
 A stage run has two parts of record:
 
-* the *stable* part — stage, run id, settings and their sha256, the imitate source sha256, git commit
-  and dirty flag, library versions, seeds, and every input with its sha256. It is identical whenever the
-  same code runs on the same inputs, so it is stored inside Parquet outputs (key ``imitate.provenance``)
-  without breaking byte-identical reruns;
+* the *stable* part — stage, rule and wildcards, run id, settings and their sha256, the imitate
+  source sha256, git commit and dirty flag, library versions, seeds, and every input with its sha256.
+  It is identical whenever the same code runs on the same inputs, so it is stored inside Parquet
+  outputs (key ``imitate.provenance``) without breaking byte-identical reruns;
 * the *run* part — start and end time, host, device, the sha256 of the whole workflow config the stage
   ran under (``IMITATE_CONFIG_SHA256``, set by the workflow; ``None`` for a hand-run command) and the
   sha256 of every output. It lives only in the sidecar ``<output>.provenance.json`` next to each output.
@@ -34,10 +34,12 @@ from typing import Any
 
 from imitate.config import canonical_json, config_hash
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 PARQUET_KEY = "imitate.provenance"
 SIDECAR_SUFFIX = ".provenance.json"
 CONFIG_ENV = "IMITATE_CONFIG_SHA256"
+# set by each workflow rule on its command line; absent when a command is run by hand
+RULE_ENV, WILDCARDS_ENV = "IMITATE_RULE", "IMITATE_WILDCARDS"
 LIBRARIES = (
     "imitate", "torch", "torchvision", "transformers", "snakemake", "duckdb", "pyarrow", "webdataset",
     "pydicom", "numpy", "pillow", "scikit-learn",
@@ -186,6 +188,8 @@ def stable_record(
     """The part of a record that only depends on code, settings and input bytes."""
     return {
         "stage": stage,
+        "rule": os.environ.get(RULE_ENV),
+        "wildcards": os.environ.get(WILDCARDS_ENV) or None,
         "run_id": run_id,
         "settings": dict(settings),
         "settings_sha256": config_hash(dict(settings)),
@@ -223,31 +227,3 @@ def current_parquet_metadata() -> dict[str, str]:
     run = _current.get()
     return run.parquet_metadata() if run else {}
 
-
-def read_record(path: str | Path) -> dict[str, Any] | None:
-    """The provenance record of an artifact: its sidecar, else its Parquet metadata; ``None`` if neither."""
-    sidecar = sidecar_path(path)
-    if sidecar.is_file():
-        return json.loads(sidecar.read_text())
-    if Path(path).suffix == ".parquet" and Path(path).is_file():
-        from imitate.parquet import read_metadata
-
-        raw = read_metadata(path).get(PARQUET_KEY)
-        return json.loads(raw) if raw else None
-    return None
-
-
-def lineage(path: str | Path, _seen: set[str] | None = None) -> dict[str, Any]:
-    """The tree of records from ``path`` down to the raw inputs that have no record of their own."""
-    seen = _seen if _seen is not None else set()
-    node: dict[str, Any] = {"path": str(path)}
-    record = read_record(path)
-    if record is None or str(path) in seen:
-        return node
-    seen.add(str(path))
-    node["stage"] = record.get("stage")
-    node["inputs"] = {
-        name: {**entry, **{k: v for k, v in lineage(entry["path"], seen).items() if k in ("stage", "inputs")}}
-        for name, entry in record.get("inputs", {}).items()
-    }
-    return node
