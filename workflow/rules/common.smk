@@ -1,6 +1,7 @@
 # Config validation and the helpers the rules share. No logic beyond naming paths lives here.
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,11 +12,17 @@ validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, workflow.basedir)
 from imitate.config import config_hash  # noqa: E402  (this checkout, also under --sdm conda)
+from imitate.provenance.code import stage_code_sha256  # noqa: E402
+
+# MIMIC-derived outputs must not be world-readable (data-use agreement): no file or directory this
+# workflow creates gets permissions for "other".
+os.umask(os.umask(0o027) | 0o027)
 
 # Rules run `python -m imitate <stage>` from this checkout, also inside a `--sdm conda` environment,
 # and every provenance record names the sha256 of the whole resolved config of the run.
 # (Snakemake formats the prefix like a shell command, hence the quadrupled braces in this f-string.)
 shell.prefix(
+    "umask 027; "
     f"export PYTHONPATH={shlex.quote(workflow.basedir)}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"
     f" IMITATE_CONFIG_SHA256={config_hash(config)}; "
 )
@@ -27,6 +34,11 @@ DATA_ROOT = config["data"]["root"]
 def raw(key):
     """A raw input of the data block, as a path under data.root."""
     return f"{DATA_ROOT}/{config['data'][key]}"
+
+
+def code_of(command):
+    """Hash of the imitate source a command imports: a rule param, so a code change reruns the rule."""
+    return stage_code_sha256(f"imitate.commands.{command}")
 
 
 def data_root_of(path):
@@ -61,12 +73,17 @@ def linear_methods():
     return config["evaluate"]["linear_classification"]["methods"]
 
 
-def final_outputs():
-    """Everything `snakemake` builds by default."""
+def final_tables():
+    """The results tables of every task."""
     return [
         "results/tables/linear_classification.csv",
         "results/tables/linear_classification.md",
     ]
+
+
+def final_outputs():
+    """Everything `snakemake` builds by default: the tables and the provenance catalog over them."""
+    return [*final_tables(), "results/pretrain/loss_curve.png", "results/provenance.duckdb"]
 
 
 DATASET = "mimic-cxr-demo" if config["data"]["source"] == "demo" else "mimic-cxr"

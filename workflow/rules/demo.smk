@@ -11,6 +11,7 @@ if config["data"]["source"] == "demo":
         log:
             "logs/demo_data.log",
         params:
+            code=code_of("demo_data"),
             demo=config["demo"],
             root=root_from_output,
             fractions=",".join(str(config["demo"]["split_fractions"][s]) for s in ("train", "validate", "test")),
@@ -18,7 +19,7 @@ if config["data"]["source"] == "demo":
         conda:
             "../../envs/imitate.yaml"
         shell:
-            "python -m imitate demo-data {params.root} --n-studies {params.demo[n_studies]}"
+            "IMITATE_RULE=demo_data IMITATE_WILDCARDS={wildcards:q} python -m imitate demo-data {params.root} --n-studies {params.demo[n_studies]}"
             " --seed {params.demo[seed]} --image-size {params.demo[image_size]}"
             " --dicom-fraction {params.demo[dicom_fraction]} --split-fractions {params.fractions}"
             " --workers {threads} --overwrite > {log} 2>&1"

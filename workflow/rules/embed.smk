@@ -9,13 +9,14 @@ rule embed:
     log:
         "logs/embed.log",
     params:
+        code=code_of("embed"),
         run_id=RUN_ID,
         cfg=config["embed"],
     threads: 2
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "python -m imitate embed {input.studies} --out {output.embeddings} --encoder {params.cfg[encoder]}"
+        "IMITATE_RULE=embed IMITATE_WILDCARDS={wildcards:q} python -m imitate embed {input.studies} --out {output.embeddings} --encoder {params.cfg[encoder]}"
         " --pooling {params.cfg[pooling]} --max-length {params.cfg[max_length]}"
         " --batch-size {params.cfg[batch_size]} --dtype {params.cfg[dtype]} --device {params.cfg[device]}"
         " --run-id {params.run_id} > {log} 2>&1"

@@ -9,13 +9,14 @@ rule linear_subsets:
     log:
         "logs/evaluate/linear_subsets.log",
     params:
+        code=code_of("subsets"),
         run_id=RUN_ID,
         fractions=" ".join(str(f) for f in config["evaluate"]["linear_classification"]["fractions"]),
         seed=config["seed"],
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "python -m imitate subsets --shards {input.shards} --fractions {params.fractions} --seed {params.seed}"
+        "IMITATE_RULE=linear_subsets IMITATE_WILDCARDS={wildcards:q} python -m imitate subsets --shards {input.shards} --fractions {params.fractions} --seed {params.seed}"
         " --out {output.subsets} --run-id {params.run_id} > {log} 2>&1"
 
 
@@ -30,6 +31,7 @@ rule linear_classification:
     log:
         "logs/evaluate/linear_classification/{method}.log",
     params:
+        code=code_of("evaluate"),
         run_id=RUN_ID,
         settings=settings("evaluate", "linear_classification"),
         weights=weights_arg,
@@ -41,7 +43,7 @@ rule linear_classification:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "python -m imitate evaluate --task linear_classification --method {wildcards.method} {params.weights}"
+        "IMITATE_RULE=linear_classification IMITATE_WILDCARDS={wildcards:q} python -m imitate evaluate --task linear_classification --method {wildcards.method} {params.weights}"
         " --shards {input.shards} --labels {input.labels} --subsets {input.subsets}"
         " --backbone {params.backbone} --crop-size {params.crop} --dataset {params.dataset}"
         " --seed {params.seed} --settings {params.settings:q} --out {output.results} --run-id {params.run_id}"
@@ -53,13 +55,32 @@ rule tables:
         parts=expand("results/evaluate/{{task}}/{method}.parquet", method=linear_methods()),
     output:
         csv=report("results/tables/{task}.csv", category="Results", caption="../report/tables.rst"),
-        md="results/tables/{task}.md",
+        md=report("results/tables/{task}.md", category="Results", caption="../report/tables.rst"),
+        provenance=report(
+            "results/tables/{task}.csv.provenance.json", category="Provenance", caption="../report/provenance.rst"
+        ),
     log:
         "logs/tables/{task}.log",
     params:
+        code=code_of("tables"),
         run_id=RUN_ID,
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "python -m imitate tables {input.parts} --task {wildcards.task} --csv {output.csv} --md {output.md}"
+        "IMITATE_RULE=tables IMITATE_WILDCARDS={wildcards:q} python -m imitate tables {input.parts} --task {wildcards.task} --csv {output.csv} --md {output.md}"
         " --run-id {params.run_id} > {log} 2>&1"
+
+
+rule provenance_catalog:
+    input:
+        tables=final_tables(),
+    output:
+        catalog="results/provenance.duckdb",
+    log:
+        "logs/provenance_catalog.log",
+    params:
+        code=code_of("catalog"),
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "python -m imitate catalog results --out {output.catalog} > {log} 2>&1"

@@ -14,6 +14,7 @@ rule manifest:
     log:
         "logs/manifest.log",
     params:
+        code=code_of("manifest"),
         run_id=RUN_ID,
         root=root_from_input,
         trees=image_tree_args(),
@@ -23,6 +24,6 @@ rule manifest:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "python -m imitate manifest --sections {input.sections} --metadata {input.metadata} --split {input.split}"
+        "IMITATE_RULE=manifest IMITATE_WILDCARDS={wildcards:q} python -m imitate manifest --sections {input.sections} --metadata {input.metadata} --split {input.split}"
         " --root {params.root} {params.trees} --views {params.views} --min-tokens {params.min_tokens}"
         " --text-mode {params.text_mode} --out-dir results/manifest --run-id {params.run_id} > {log} 2>&1"

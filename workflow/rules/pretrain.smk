@@ -13,6 +13,7 @@ rule pretrain:
     log:
         "logs/pretrain.log",
     params:
+        code=code_of("pretrain"),
         run_id=RUN_ID,
         model=settings("model"),
         pretrain=settings("pretrain"),
@@ -24,6 +25,23 @@ rule pretrain:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "python -m imitate pretrain --shards {input.shards} --embeddings {input.embeddings}"
+        "IMITATE_RULE=pretrain IMITATE_WILDCARDS={wildcards:q} python -m imitate pretrain --shards {input.shards} --embeddings {input.embeddings}"
         " --model-settings {params.model:q} --settings {params.pretrain:q} --text-encoder {params.encoder}"
         " --seed {params.seed} --out-dir results/pretrain --run-id {params.run_id} > {log} 2>&1"
+
+
+rule loss_curve:
+    input:
+        metrics=rules.pretrain.output.metrics,
+    output:
+        png=report("results/pretrain/loss_curve.png", category="Pretraining", caption="../report/loss_curve.rst"),
+    log:
+        "logs/loss_curve.log",
+    params:
+        code=code_of("loss_curve"),
+        run_id=RUN_ID,
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "IMITATE_RULE=loss_curve IMITATE_WILDCARDS={wildcards:q} python -m imitate loss-curve {input.metrics}"
+        " --out {output.png} --run-id {params.run_id} > {log} 2>&1"

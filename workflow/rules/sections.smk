@@ -10,6 +10,7 @@ rule sections:
     log:
         "logs/sections.log",
     params:
+        code=code_of("sections"),
         run_id=RUN_ID,
         mode=config["sections"]["mode"],
         overrides=(
@@ -21,5 +22,5 @@ rule sections:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "python -m imitate sections {input.reports} --out {output.sections} --rejects {output.rejects}"
+        "IMITATE_RULE=sections IMITATE_WILDCARDS={wildcards:q} python -m imitate sections {input.reports} --out {output.sections} --rejects {output.rejects}"
         " --mode {params.mode} {params.overrides} --workers {threads} --run-id {params.run_id} > {log} 2>&1"

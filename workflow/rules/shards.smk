@@ -10,6 +10,7 @@ rule shards:
     log:
         "logs/shards.log",
     params:
+        code=code_of("shards"),
         root=DATA_ROOT,
         cfg=config["shards"],
         run_id=RUN_ID,
@@ -17,6 +18,6 @@ rule shards:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "python -m imitate shards {input.images} --root {params.root} --out results/shards"
+        "IMITATE_RULE=shards IMITATE_WILDCARDS={wildcards:q} python -m imitate shards {input.images} --root {params.root} --out results/shards"
         " --image-size {params.cfg[image_size]} --samples-per-shard {params.cfg[samples_per_shard]}"
         " --format {params.cfg[format]} --workers {threads} --run-id {params.run_id} > {log} 2>&1"
