@@ -75,3 +75,25 @@ def test_lineage_walks_down_to_raw_inputs(tmp_path):
     assert tree["inputs"]["mid"]["stage"] == "first"
     assert tree["inputs"]["mid"]["inputs"]["raw"]["sha256"] == describe_input(raw)["sha256"]
     assert read_record(raw) is None
+
+
+def test_module_closure_follows_package_imports_only(tmp_path):
+    from imitate.provenance.code import module_closure, stage_code_sha256
+
+    pkg = tmp_path / "imitate"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("import json\nfrom imitate.sub import b\n\ndef f():\n    import imitate.c\n")
+    (pkg / "sub" / "b.py").write_text("X = 1\n")
+    (pkg / "c.py").write_text("Y = 2\n")
+    (pkg / "unused.py").write_text("Z = 3\n")
+    names = [p.relative_to(pkg).as_posix() for p in module_closure("imitate.a", pkg)]
+    assert names == ["__init__.py", "a.py", "c.py", "sub/__init__.py", "sub/b.py"]
+    before = stage_code_sha256("imitate.a", pkg)
+    (pkg / "unused.py").write_text("Z = 4\n")
+    stage_code_sha256.cache_clear()
+    assert stage_code_sha256("imitate.a", pkg) == before
+    (pkg / "sub" / "b.py").write_text("X = 2\n")
+    stage_code_sha256.cache_clear()
+    assert stage_code_sha256("imitate.a", pkg) != before

@@ -3,45 +3,11 @@
 from __future__ import annotations
 
 import csv
-import os
+import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "data" / "tiny.yaml"
-
-
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(workdir),
-        "--configfile",
-        str(TINY),
-        "--cores",
-        "2",
-        *args,
-    ]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("tiny_workflow")
-    run = _snakemake(workdir)
-    if run.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted((workdir / "logs").rglob("*.log")))
-        pytest.fail(f"snakemake failed:\n{run.stderr[-5000:]}\n{logs}")
-    return workdir
+from conftest import run_snakemake
 
 
 def test_tiny_workflow_writes_the_results_table(tiny_run):
@@ -57,7 +23,7 @@ def test_tiny_workflow_writes_the_results_table(tiny_run):
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
-    run = _snakemake(tiny_run, "--dry-run")
+    run = run_snakemake(tiny_run, "--dry-run")
     assert run.returncode == 0, run.stderr
     assert "Nothing to be done" in run.stdout + run.stderr
 
@@ -78,8 +44,6 @@ def test_every_rule_wrote_its_log(tiny_run):
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_table_provenance_reaches_raw_inputs(tiny_run):
-    import json
-
     record = json.loads((tiny_run / "results/tables/linear_classification.csv.provenance.json").read_text())
     text = json.dumps(record["lineage"])
     for raw in ("mimic-cxr-2.0.0-chexpert.csv.gz", "mimic-cxr-2.0.0-metadata.csv.gz", "mimic-cxr-reports"):
@@ -101,8 +65,6 @@ def test_table_provenance_reaches_raw_inputs(tiny_run):
     ],
 )
 def test_every_stage_output_has_a_provenance_record(tiny_run, artifact):
-    import json
-
     record = json.loads((tiny_run / f"{artifact}.provenance.json").read_text())
     assert record["run_id"] == "tiny"
     assert record["outputs"] and all(len(o["sha256"]) == 64 for o in record["outputs"])
