@@ -18,7 +18,7 @@ from imitate.sections.extract import (
     section_counts,
     write_sections,
 )
-from imitate.tokens import count_tokens
+from imitate.tokens import count_tokens, tokenize
 
 SECTION_COLUMNS = [
     "subject_id",
@@ -258,3 +258,50 @@ def test_command(reports: Path, tmp_path: Path) -> None:
     assert pq.read_table(out).num_rows == len(EXPECTED_KEPT)
     assert pq.read_table(rej).num_rows == len(EXPECTED_REJECTS)
     assert out.with_name("sections.parquet.provenance.json").is_file()
+
+
+def write_report(root: Path, study_id: int, content: str) -> Path:
+    path = root / "p10" / "p10000001" / f"s{study_id}.txt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(content)
+    return path
+
+
+def test_report_with_only_an_impression_is_kept(tmp_path: Path) -> None:
+    write_report(tmp_path, 50000000, mimic("IMPRESSION: ", "", "No acute cardiopulmonary process."))
+    sections, rejects = extract_sections(tmp_path)
+    assert rejects.num_rows == 0
+    (row,) = sections.to_pylist()
+    assert row["impression"] == "No acute cardiopulmonary process." and row["has_impression"]
+    assert row["findings"] is None and not row["has_findings"] and row["n_tokens_findings"] == 0
+    assert row["last_paragraph"] is None
+
+
+def test_ten_megabyte_report_is_sectioned(tmp_path: Path) -> None:
+    line = "The lungs are clear without focal consolidation, effusion or pneumothorax 12."
+    findings = [line] * (10_000_000 // (len(line) + 2))
+    path = write_report(tmp_path, 50000000, mimic("FINDINGS: ", "", *findings, "", "IMPRESSION: ", "", "Clear."))
+    assert path.stat().st_size > 10_000_000
+    sections, rejects = extract_sections(tmp_path)
+    assert rejects.num_rows == 0
+    (row,) = sections.to_pylist()
+    assert row["findings"] == "\n ".join(findings)
+    assert row["n_tokens_findings"] == 11 * len(findings)
+    assert row["impression"] == "Clear."
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "".join(map(chr, range(128))) * 2,
+        "___ year old, 3.5 cm ET-tube",
+        "tabs\tand\nnewlines  x",
+        "\u212a sign",
+        "\u0130stanbul caf\u00e9",
+        "a_b-c/d",
+    ],
+)
+def test_token_count_fast_path_is_the_token_rule(text: str) -> None:
+    assert count_tokens(text) == len(tokenize(text))
+    assert count_tokens(None) == 0
