@@ -34,6 +34,7 @@ SECTION_COLUMNS = [
     "path",
     "text_sha256",
     "overridden",
+    "utf8_replaced",
 ]
 
 
@@ -67,7 +68,6 @@ EXPECTED_REJECTS = {
     "p10/p10000001/.DS_Store": "not_a_report_file",
     "p10/p10000001/s50000001": "is_directory",
     "p10/p10000001/s50000002.txt": "empty",
-    "p10/p10000001/s50000003.txt": "not_utf8",
     "p10/p10000002/s50000006.txt": "is_directory",
     "p10/p10000002/s50000007.txt": "unreadable",
     "p10/p10000002/s50000009.txt": "no_findings_impression_or_last_paragraph",
@@ -80,6 +80,7 @@ EXPECTED_REJECTS = {
 }
 EXPECTED_KEPT = {
     "p10/p10000001/s50000000.txt",
+    "p10/p10000001/s50000003.txt",
     "p10/p10000001/s50000004.txt",
     "p10/p10000001/s50000005.txt",
     "p10/p10000002/s50000008.txt",
@@ -102,7 +103,7 @@ def reports(tmp_path: Path) -> Path:
     put("p10/p10000001/s50000000.txt", GOOD)
     put("p10/p10000001/s50000001/0a1b2c3d-00000000-00000000-00000000-00000000.jpg", b"jpg")  # a study folder
     put("p10/p10000001/s50000002.txt", b"")
-    put("p10/p10000001/s50000003.txt", GOOD.encode().replace(b"cough", b"c\xf6ugh"))
+    put("p10/p10000001/s50000003.txt", GOOD.encode().replace(b"focal", b"f\xf6cal"))  # Latin-1, not UTF-8
     put("p10/p10000001/s50000004.txt", GOOD.replace("\n", "\r\n"))
     put("p10/p10000001/s50000005.txt", GOOD.replace("no focal consolidation", "no\tfocal consolidation"))
     (root / "p10/p10000002/s50000006.txt").mkdir(parents=True)
@@ -168,6 +169,10 @@ def test_row_contents(reports: Path) -> None:
     assert good["comparison"] == "___"
     assert good["last_paragraph"] is None
     assert good["has_findings"] and good["has_impression"] and not good["overridden"]
+    assert not good["utf8_replaced"]
+    damaged = rows[50000003]
+    assert damaged["utf8_replaced"]
+    assert damaged["findings"] == "There is no f\ufffdcal consolidation, pleural effusion or pneumothorax."
     assert good["n_tokens_findings"] == count_tokens(good["findings"]) == 9
     assert good["n_tokens_impression"] == 4
     assert good["text_sha256"] == hashlib.sha256((reports / good["path"]).read_bytes()).hexdigest()

@@ -9,14 +9,14 @@ group and patient folders are only containers. Reject reasons:
 * ``is_directory``: a directory where a report or a container was expected (it is not descended);
 * ``unreadable``: a dangling symlink, a special file, or an I/O error;
 * ``empty``: no bytes, or only whitespace;
-* ``not_utf8``: invalid UTF-8. Such a file is rejected, not kept with replacement characters: MIMIC-CXR
-  reports are plain ASCII, so invalid bytes mean a damaged or foreign file, and the reference parser
-  would crash on it;
 * ``no_findings_impression_or_last_paragraph``: the parser found none of the three;
 * ``duplicate_study_id``: two otherwise valid reports share a study id (every copy is rejected, as
   there is no telling which one is right).
 
 Text is read as Python's text mode reads it, as the reference does: CRLF and CR become LF; tabs stay.
+Bytes that are not UTF-8 (MIMIC reports are plain ASCII, so they mean a damaged or foreign file; the
+reference parser would crash on them) are decoded with U+FFFD replacement characters, and the row is
+flagged ``utf8_replaced``: check those reports, or drop them with a filter on that column.
 Each text column is the last section of that name, stripped, and null when absent or blank. Studies
 listed in an overrides CSV (``study_id,findings,impression``; ``s``-prefixed ids accepted) take their
 texts from it instead of the parser (``overridden`` is true, ``last_paragraph`` and ``comparison`` null);
@@ -63,6 +63,7 @@ SECTIONS_SCHEMA = pa.schema(
         ("path", pa.string()),
         ("text_sha256", pa.string()),
         ("overridden", pa.bool_()),
+        ("utf8_replaced", pa.bool_()),
     ]
 )
 REJECTS_SCHEMA = pa.schema(
@@ -73,7 +74,6 @@ REJECT_REASONS: tuple[str, ...] = (
     "is_directory",
     "unreadable",
     "empty",
-    "not_utf8",
     "no_findings_impression_or_last_paragraph",
     "duplicate_study_id",
 )
@@ -89,7 +89,7 @@ _TEXTS = ("findings", "impression", "last_paragraph", "comparison")
 
 Override = tuple[str | None, str | None]  # (findings, impression)
 # One sections row, in SECTIONS_SCHEMA order.
-_Row = tuple[int, int, str | None, str | None, str | None, str | None, bool, bool, int, int, str, str, bool]
+_Row = tuple[int, int, str | None, str | None, str | None, str | None, bool, bool, int, int, str, str, bool, bool]
 
 
 class _Reject(NamedTuple):
@@ -168,6 +168,7 @@ def _parse_one(
         log.warning("cannot read %s: %s", path, err)
         return _Reject(subject, study, rel, "unreadable")
     sha256 = hashlib.sha256(data).hexdigest()
+    replaced = False
     if study in overrides:
         findings, impression = overrides[study]
         last_paragraph = comparison = None
@@ -177,7 +178,7 @@ def _parse_one(
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError:
-            return _Reject(subject, study, rel, "not_utf8")
+            text, replaced = data.decode("utf-8", errors="replace"), True
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         sections, names, _ = section_text(text, mode)
@@ -200,6 +201,7 @@ def _parse_one(
         rel,
         sha256,
         study in overrides,
+        replaced,
     )
 
 
@@ -312,6 +314,7 @@ def section_counts(sections: pa.Table, rejects: pa.Table) -> dict[str, int]:
         "with_findings": sum(sections.column("has_findings").to_pylist()),
         "with_impression": sum(sections.column("has_impression").to_pylist()),
         "overridden": sum(sections.column("overridden").to_pylist()),
+        "utf8_replaced": sum(sections.column("utf8_replaced").to_pylist()),
         "rejects": rejects.num_rows,
     }
     counts.update({f"rejects_{reason}": reasons.get(reason, 0) for reason in REJECT_REASONS})
