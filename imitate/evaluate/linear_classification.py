@@ -88,12 +88,12 @@ def evaluate_linear(
         data[split] = _labelled(feats, labels, split)
         log.info("%s: %d labelled images, %d-d features", split, len(data[split][0].keys), feats.values.shape[1])
     subset_table = pq.read_table(subsets)
+    subset_rows = list(zip(subset_table["fraction"].to_pylist(), subset_table["key"].to_pylist(), strict=True))
     train_feats, train_y = data["train"]
     position = {k: i for i, k in enumerate(train_feats.keys)}
     rows = []
-    for fraction in sorted(set(subset_table["fraction"].to_pylist())):
-        chosen = [k for f, k in zip(subset_table["fraction"].to_pylist(), subset_table["key"].to_pylist(),
-                                    strict=True) if f == fraction and k in position]
+    for fraction in sorted({f for f, _ in subset_rows}):
+        chosen = [k for f, k in subset_rows if f == fraction and k in position]
         idx = np.array(sorted(position[k] for k in chosen), dtype=np.int64)
         result = linear_probe(
             (train_feats.values[idx], train_y[idx]),

@@ -8,7 +8,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from imitate.provenance.record import SIDECAR_SUFFIX, describe_input
+from imitate.provenance.record import SIDECAR_SUFFIX, describe_input, entry_digest
 
 # what a finding means, for the report
 KINDS = {
@@ -30,25 +30,21 @@ class Finding:
     detail: str = ""
 
 
-def _digest(entry: dict[str, Any]) -> str | None:
-    return entry.get("sha256") or entry.get("listing_sha256")
-
-
 @cache
 def _current(path: str) -> str | None:
     p = Path(path)
     if not p.exists():
         return None
-    return _digest(describe_input(p))
+    return entry_digest(describe_input(p))
 
 
 def _check(record_path: Path, role: str, entry: dict[str, Any]) -> Finding | None:
     now = _current(entry["path"])
     if now is None:
         return Finding(str(record_path), f"{role}_missing", entry["path"])
-    if now != _digest(entry):
+    if now != entry_digest(entry):
         kind = "output_modified" if role == "output" else "input_changed"
-        return Finding(str(record_path), kind, entry["path"], f"recorded {_digest(entry)[:16]}, now {now[:16]}")
+        return Finding(str(record_path), kind, entry["path"], f"recorded {entry_digest(entry)[:16]}, now {now[:16]}")
     return None
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import duckdb
 
-from imitate.provenance.record import SIDECAR_SUFFIX
+from imitate.provenance.record import SIDECAR_SUFFIX, entry_digest
 
 ARTIFACT_COLUMNS = {
     "path": "VARCHAR", "sha256": "VARCHAR", "bytes": "BIGINT", "stage": "VARCHAR", "run_id": "VARCHAR",
@@ -42,7 +42,7 @@ def _artifact_rows(sidecar: Path, record: dict[str, Any]) -> list[tuple]:
     rows = []
     for out in _own_outputs(sidecar, record):
         rows.append((
-            out["path"], out.get("sha256") or out.get("listing_sha256"), out.get("bytes"), record.get("stage"),
+            out["path"], entry_digest(out), out.get("bytes"), record.get("stage"),
             record.get("run_id"), record.get("rule"), record.get("wildcards"), record.get("settings_sha256"),
             run.get("config_sha256"), record.get("code_sha256"), git.get("commit"), git.get("dirty"),
             run.get("started"), run.get("ended"), run.get("host"), run.get("device", {}).get("cpu"),
@@ -54,7 +54,7 @@ def _artifact_rows(sidecar: Path, record: dict[str, Any]) -> list[tuple]:
 
 def _edge_rows(sidecar: Path, record: dict[str, Any]) -> list[tuple]:
     return [
-        (out["path"], name, entry["path"], entry.get("kind"), entry.get("sha256") or entry.get("listing_sha256"))
+        (out["path"], name, entry["path"], entry.get("kind"), entry_digest(entry))
         for out in _own_outputs(sidecar, record)
         for name, entry in sorted(record.get("inputs", {}).items())
     ]

@@ -55,10 +55,15 @@ def module_closure(module: str, root: Path = PACKAGE_ROOT) -> list[Path]:
     return sorted(files)
 
 
+def files_sha256(files: list[Path], root: Path) -> str:
+    """sha256 over the path relative to ``root`` and the bytes of each of ``files``, in order."""
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 @cache
 def stage_code_sha256(module: str, root: Path = PACKAGE_ROOT) -> str:
     """sha256 over the relative paths and bytes of :func:`module_closure` of ``module``."""
-    digest = hashlib.sha256()
-    for file in module_closure(module, root):
-        digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return files_sha256(module_closure(module, root), root)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from imitate.parquet import read_metadata
-from imitate.provenance.record import PARQUET_KEY, sidecar_path
+from imitate.provenance.record import PARQUET_KEY, entry_digest, sidecar_path
 
 
 def read_record(path: str | Path) -> dict[str, Any] | None:
@@ -55,7 +55,7 @@ def lineage(path: str | Path, _seen: set[str] | None = None) -> dict[str, Any]:
 
 
 def _describe(node: dict[str, Any]) -> str:
-    digest = node.get("sha256") or node.get("listing_sha256")
+    digest = entry_digest(node)
     parts = [node["path"]]
     if node.get("stage"):
         parts.append(f"[{node['stage']}]")

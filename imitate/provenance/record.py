@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from imitate.config import canonical_json, config_hash
+from imitate.provenance.code import files_sha256
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 PARQUET_KEY = "imitate.provenance"
@@ -70,6 +71,11 @@ def directory_digest(path: str | Path) -> dict[str, Any]:
     return {"kind": "directory", "listing_sha256": digest.hexdigest(), "n_files": n_files, "bytes": total}
 
 
+def entry_digest(entry: Mapping[str, Any]) -> str | None:
+    """The digest of a recorded file or directory entry (file sha256, or directory listing sha256)."""
+    return entry.get("sha256") or entry.get("listing_sha256")
+
+
 def describe_input(path: str | Path) -> dict[str, Any]:
     """Record of one input: a file's sha256 and size, or a directory's listing digest."""
     path = Path(path)
@@ -82,11 +88,7 @@ def describe_input(path: str | Path) -> dict[str, Any]:
 
 def code_sha256(root: Path = PACKAGE_ROOT) -> str:
     """sha256 over the imitate package source (every .py and schema file, by relative path)."""
-    digest = hashlib.sha256()
-    for file in sorted(p for p in root.rglob("*") if p.suffix in {".py", ".yaml"} and p.is_file()):
-        digest.update(file.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(file.read_bytes() + b"\0")
-    return digest.hexdigest()
+    return files_sha256(sorted(p for p in root.rglob("*") if p.suffix in {".py", ".yaml"} and p.is_file()), root)
 
 
 def git_state(root: Path = PACKAGE_ROOT.parent) -> dict[str, Any]:
