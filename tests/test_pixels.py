@@ -7,29 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from dicom_files import dicom_dataset, jpeg_baseline_dicom, save
 from PIL import Image
-from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.uid import ExplicitVRLittleEndian, JPEGLSLossless
+from pydicom.pixels import apply_modality_lut
 
-from imitate.images.pixels import ImageError, read_image
+from imitate.images.crop import crop_nonzero, nonzero_box
+from imitate.images.pixels import ImageError, _apply_voi, _to_uint8, read_image
 from imitate.images.resize import resize_shorter
 
-DX_STORAGE = "1.2.840.10008.5.1.4.1.1.1.1"
-
-
-def dicom_dataset(arr: np.ndarray, photometric: str = "MONOCHROME2", bits_stored: int = 12) -> Dataset:
-    ds = Dataset()
-    ds.file_meta = FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = DX_STORAGE
-    ds.set_pixel_data(arr, photometric, bits_stored)
-    return ds
-
-
-def save(ds: Dataset, path: Path) -> Path:
-    ds.save_as(path, enforce_file_format=True)
-    return path
+MPEG2_MAIN_PROFILE = "1.2.840.10008.1.2.4.100"
 
 
 def ramp(height: int = 64, width: int = 80, top: int = 4095) -> np.ndarray:
@@ -121,8 +109,8 @@ def test_dicom_without_pixel_data_is_rejected(tmp_path: Path) -> None:
 
 def test_transfer_syntax_without_decoder_is_rejected(tmp_path: Path) -> None:
     ds = dicom_dataset(ramp(8, 8))
-    ds.file_meta.TransferSyntaxUID = JPEGLSLossless  # no JPEG-LS plugin is installed
-    ds.PixelData = encapsulate([b"\xff\xd8 not really jpeg-ls \xff\xd9"])
+    ds.file_meta.TransferSyntaxUID = MPEG2_MAIN_PROFILE  # a valid syntax that pydicom has no decoder for
+    ds.PixelData = encapsulate([b"\xff\x0a not really mpeg-2"])
     ds["PixelData"].VR = "OB"
     with pytest.raises(ImageError) as info:
         read_image(save(ds, tmp_path / "jls.dcm"))
@@ -215,3 +203,67 @@ def test_resize_shorter_is_anti_aliased() -> None:
 def test_resize_shorter_rejects_non_uint8() -> None:
     with pytest.raises(ValueError, match="uint8"):
         resize_shorter(np.zeros((8, 8), np.float32), 4)
+
+
+def _per_pixel(ds: Dataset) -> np.ndarray:
+    """The display pipeline run on every pixel, without the lookup table."""
+    return _to_uint8(*_apply_voi(apply_modality_lut(ds.pixel_array, ds), ds))
+
+
+def _mlut_item(values: np.ndarray) -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = [len(values), 0, 16]
+    item.ModalityLUTType = "US"
+    item.add_new("LUTData", "US", values.tolist())
+    return item
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        {},
+        {"RescaleSlope": -1.5, "RescaleIntercept": 7000},
+        {"RescaleSlope": 0.25, "RescaleIntercept": -300, "WindowCenter": 200, "WindowWidth": 350},
+        {"WindowCenter": [900, 1500], "WindowWidth": [400, 900], "VOILUTFunction": "SIGMOID"},
+        {"ModalityLUTSequence": [_mlut_item((np.sin(np.arange(4096) / 300) * 3000 + 3000).astype(np.uint16))]},
+    ],
+    ids=["range", "negative-rescale", "rescale-window", "sigmoid", "non-monotonic-mlut"],
+)
+def test_lookup_table_equals_the_per_pixel_pipeline(header: dict, tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    stored = rng.integers(200, 3900, (48, 40), dtype=np.uint16)
+    ds = dicom_dataset(stored)
+    for keyword, value in header.items():
+        setattr(ds, keyword, value)
+    np.testing.assert_array_equal(read_image(save(ds, tmp_path / "t.dcm")).array, _per_pixel(ds))
+
+
+def test_signed_stored_values_use_the_table_too(tmp_path: Path) -> None:
+    stored = np.random.default_rng(4).integers(-2048, 2047, (40, 48), dtype=np.int16)
+    ds = dicom_dataset(stored)
+    ds.WindowCenter, ds.WindowWidth = -100, 1500
+    out = read_image(save(ds, tmp_path / "s.dcm")).array
+    np.testing.assert_array_equal(out, _per_pixel(ds))
+    assert out.min() == 0 and out.max() == 255
+
+
+def test_jpeg_baseline_dicom_decodes_like_rsna_and_siim(tmp_path: Path) -> None:
+    source = np.tile(np.linspace(20, 230, 96).astype(np.uint8), (80, 1))
+    pixels = read_image(save(jpeg_baseline_dicom(source), tmp_path / "rsna.dcm"))
+    assert pixels.array.shape == (80, 96)
+    # 8-bit data without a window is scaled by its own range, as any stored values are
+    expected = (source.astype(float) - source.min()) * 255 / (source.max() - source.min())
+    assert np.abs(pixels.array.astype(float) - expected).mean() < 2
+
+
+def test_nonzero_box_and_crop_stretch_without_wrapping() -> None:
+    image = np.zeros((40, 50), np.uint8)
+    image[5:30, 10:45] = 60
+    image[20, 20] = 200  # the brightest pixel: the official code's x256 stretch wraps it to 0
+    assert nonzero_box(image) == (10, 5, 45, 30)
+    crop, box = crop_nonzero(image)
+    assert box == (10, 5, 45, 30) and crop.shape == (25, 35)
+    assert crop.min() == 0 and crop.max() == 255 and crop[15, 10] == 255
+    assert nonzero_box(np.zeros((4, 4), np.uint8)) is None
+    whole, box = crop_nonzero(np.zeros((4, 6), np.uint8))
+    assert box == (0, 0, 6, 4) and whole.shape == (4, 6)

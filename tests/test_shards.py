@@ -6,15 +6,20 @@ import argparse
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import tarfile
+import time
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from dicom_files import dicom_dataset, save
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian
 
 from imitate.commands import shards as shards_command
@@ -34,6 +39,7 @@ SAMPLE_FIELDS = {
     "height",
     "orig_width",
     "orig_height",
+    "crop_box",
     "pixel_spacing",
 }
 PHI = ("Qzxvmorrow", "Wbnmjane", "19121231", "PID998877")
@@ -133,29 +139,50 @@ def test_rerun_is_byte_identical_and_independent_of_workers(images, tmp_path: Pa
             )
 
 
-def test_rejects_and_accounting(images, tmp_path: Path) -> None:
+def write_bad_inputs(root: Path) -> list[tuple[dict, str]]:
+    """One file or row per kind of bad input the issue lists, with the reason it must be rejected for."""
+    noise = np.random.default_rng(1).integers(0, 256, (96, 96), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "full.jpg", quality=95)
+    (root / "cut.jpg").write_bytes((root / "full.jpg").read_bytes()[:2000])
+    (root / "zero.jpg").write_bytes(b"")
+    (root / "notes.jpg").write_text("FINDINGS: no acute process.\n")
+    no_pixels = dicom_dataset(np.zeros((8, 8), np.uint16))
+    del no_pixels.PixelData
+    save(no_pixels, root / "nopix.dcm")
+    mpeg = dicom_dataset(np.zeros((8, 8), np.uint16))
+    mpeg.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG-2: no decoder
+    mpeg.PixelData = encapsulate([b"\x00\x00\x01\xb3 not really mpeg-2"])
+    mpeg["PixelData"].VR = "OB"
+    save(mpeg, root / "mpeg.dcm")
+    save(dicom_dataset(np.zeros((8, 8, 3), np.uint8), "RGB", 8), root / "rgb.dcm")
+    save(dicom_dataset(np.zeros((3, 8, 8), np.uint16)), root / "frames.dcm")
+    return [
+        (row("truncated", "cut.jpg"), "image_corrupt"),
+        (row("zero", "zero.jpg"), "empty_file"),
+        (row("text", "notes.jpg"), "not_an_image"),
+        (row("nopix", "nopix.dcm"), "dicom_no_pixel_data"),
+        (row("mpeg", "mpeg.dcm"), "unsupported_transfer_syntax"),
+        (row("rgb", "rgb.dcm"), "dicom_rgb"),
+        (row("frames", "frames.dcm"), "dicom_multiframe"),
+        (row("gone", "missing/none.png"), "file_missing"),
+        (row("dup", "img1.png"), "duplicate_key"),
+        (row("dup", "img2.png"), "duplicate_key"),  # both rows: which one the key names is unknown
+        (row("a.b", "img0.png"), "key_has_dot"),
+        ({**row("nosplit", "img3.png"), "split": None}, "split_missing"),
+    ]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_bad_input_is_rejected_with_its_reason(images, tmp_path: Path, workers: int) -> None:
     root, rows = images
-    (root / "notes.png").write_text("not an image")
-    bad = [
-        row("a.b", "img0.png"),  # dot in key
-        row("dup", "img1.png"),
-        row("dup", "img2.png"),  # duplicate key: both rejected
-        row("gone", "missing/none.png"),
-        row("text", "notes.png"),
-        {**row("nosplit", "img3.png"), "split": None},
-    ]
-    counts = write_shards(pa.Table.from_pylist(rows + bad), root, tmp_path / "out", image_size=48)
+    bad = write_bad_inputs(root)
+    table = pa.Table.from_pylist(rows + [r for r, _ in bad])
+    counts = write_shards(table, root, tmp_path / "out", image_size=48, samples_per_shard=4, workers=workers)
     rejects = pq.read_table(tmp_path / "out" / "rejects.parquet").to_pylist()
-    assert sorted((r["key"], r["reason"]) for r in rejects) == [
-        ("a.b", "key_has_dot"),
-        ("dup", "duplicate_key"),
-        ("dup", "duplicate_key"),
-        ("gone", "file_missing"),
-        ("nosplit", "split_missing"),
-        ("text", "not_an_image"),
-    ]
+    assert sorted((r["key"], r["reason"]) for r in rejects) == sorted((r["key"], reason) for r, reason in bad)
     assert counts.images_in == len(rows) + len(bad) == counts.samples + counts.rejected
-    assert counts.samples == len(rows) == pq.read_table(tmp_path / "out" / "manifest.parquet").num_rows
+    manifest = pq.read_table(tmp_path / "out" / "manifest.parquet")
+    assert sorted(manifest["key"].to_pylist()) == sorted(r["key"] for r in rows)
     assert counts.rejects_by_reason["duplicate_key"] == 2
 
 
@@ -170,7 +197,10 @@ def test_no_patient_data_reaches_any_output(images, tmp_path: Path) -> None:
     assert all(set(s["meta"]) == SAMPLE_FIELDS for s in samples.values())
     dicom = samples["dcm0"]["meta"]
     assert (dicom["orig_width"], dicom["orig_height"], dicom["width"], dicom["height"]) == (64, 80, 48, 60)
-    assert dicom["pixel_spacing"] == [0.139, 0.139]
+    assert dicom["pixel_spacing"] == [0.139, 0.139] and dicom["crop_box"] == [0, 0, 64, 80]
+    manifest = {r["key"]: r for r in pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()}
+    assert (manifest["dcm0"]["pixel_spacing_row"], manifest["dcm0"]["pixel_spacing_col"]) == (0.139, 0.139)
+    assert manifest["k00"]["pixel_spacing_row"] is None  # a PNG states no spacing
 
 
 def test_crash_leaves_no_partial_shard(images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -248,3 +278,49 @@ def test_reader_names_the_shard_of_a_malformed_sample(tmp_path: Path) -> None:
         tar.addfile(info, io.BytesIO(b"png"))
     with pytest.raises(ValueError, match=r"train-000000\.tar: sample 'lonely' needs one .png/.jpg and one .json"):
         list(iter_samples([shard]))
+
+
+def test_crop_nonzero_keeps_the_box_to_map_back(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    image = np.zeros((120, 100), np.uint8)  # black borders around a 60 x 80 content area
+    image[30:90, 10:90] = np.tile(np.linspace(40, 200, 80).astype(np.uint8), (60, 1))
+    Image.fromarray(image).save(root / "bordered.png")
+    table = pa.Table.from_pylist([row("b0", "bordered.png")])
+    write_shards(table, root, tmp_path / "out", image_size=30, crop=True)
+    (sample,) = iter_samples(shard_paths(tmp_path / "out" / "manifest.parquet", "train"))
+    assert sample["meta"]["crop_box"] == [10, 30, 90, 90]
+    (record,) = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
+    assert (record["crop_x0"], record["crop_y0"], record["crop_x1"], record["crop_y1"]) == (10, 30, 90, 90)
+    assert (record["orig_width"], record["orig_height"], record["width"], record["height"]) == (100, 120, 40, 30)
+    write_shards(table, root, tmp_path / "same", image_size=60, crop=True)  # the crop's own size: no resize
+    (sample,) = iter_samples(shard_paths(tmp_path / "same" / "manifest.parquet", "train"))
+    assert sample["image"].shape == (60, 80) and sample["image"].min() == 0 and sample["image"].max() == 255
+
+
+def test_killed_run_leaves_only_complete_shards_and_a_rerun_matches(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    big = np.random.default_rng(2).integers(0, 256, (1000, 1200), dtype=np.uint8)
+    Image.fromarray(big).save(root / "big.jpg", quality=90)
+    csv = tmp_path / "images.csv"
+    csv.write_text("key,path\n" + "".join(f"k{i:03d},big.jpg\n" for i in range(45)))
+    command = [sys.executable, "-m", "imitate", "shards", str(csv), "--root", str(root), "--image-size", "32",
+               "--samples-per-shard", "3"]
+    subprocess.run([*command, "--out", str(tmp_path / "clean")], check=True, capture_output=True)
+    clean = digests(tmp_path / "clean")
+    out = tmp_path / "killed"
+    process = subprocess.Popen([*command, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("*-000002.tar")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.kill()
+    process.wait()
+    published = sorted(p.name for p in out.glob("*.tar"))
+    assert 3 <= len(published) < 15, "the kill must land mid-run"
+    assert not (out / "manifest.parquet").exists()  # nothing describes the interrupted run as complete
+    assert {name: clean[name] for name in published} == {name: digests(out)[name] for name in published}
+    subprocess.run([*command, "--out", str(out)], check=True, capture_output=True)
+    data = {name: digest for name, digest in digests(out).items() if not name.endswith(".provenance.json")}
+    assert data == {name: digest for name, digest in clean.items() if not name.endswith(".provenance.json")}
+    assert len(data) == 15 + 2 and not list(out.glob(".*"))

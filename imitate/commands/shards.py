@@ -20,7 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=256, help="shorter side after resizing")
     parser.add_argument("--samples-per-shard", type=int, default=1000)
     parser.add_argument("--format", choices=sorted(IMAGE_FORMATS), default="png", help="png is lossless")
-    parser.add_argument("--jpeg-quality", type=int, default=95)
+    parser.add_argument("--jpeg-quality", type=int, default=95, help="with --format jpg")
+    parser.add_argument(
+        "--crop-nonzero", action="store_true",
+        help="crop to the box of non-zero pixels and stretch it to 0..255 (the official preprocessing)",
+    )
     parser.add_argument("--workers", type=int, default=1, help="decoding processes (output does not change)")
     parser.add_argument("--run-id", default=None, help="run name recorded in provenance")
 
@@ -34,6 +38,7 @@ def main(args: argparse.Namespace) -> int:
         "samples_per_shard": args.samples_per_shard,
         "format": args.format,
         "jpeg_quality": args.jpeg_quality,
+        "crop_nonzero": args.crop_nonzero,
     }
     with stage_run(
         "shards",
@@ -50,6 +55,7 @@ def main(args: argparse.Namespace) -> int:
             samples_per_shard=args.samples_per_shard,
             image_format=args.format,
             jpeg_quality=args.jpeg_quality,
+            crop=args.crop_nonzero,
             workers=args.workers,
         )
     log.info(

@@ -13,6 +13,7 @@ rule shards:
         code=code_of("shards"),
         root=DATA_ROOT,
         cfg=config["shards"],
+        crop="--crop-nonzero" if config["shards"]["crop_nonzero"] else "",
         run_id=RUN_ID,
     threads: 8
     conda:
@@ -20,4 +21,5 @@ rule shards:
     shell:
         "IMITATE_RULE=shards IMITATE_WILDCARDS={wildcards:q} python -m imitate shards {input.images} --root {params.root} --out results/shards"
         " --image-size {params.cfg[image_size]} --samples-per-shard {params.cfg[samples_per_shard]}"
-        " --format {params.cfg[format]} --workers {threads} --run-id {params.run_id} > {log} 2>&1"
+        " --format {params.cfg[format]} --jpeg-quality {params.cfg[jpeg_quality]} {params.crop}"
+        " --workers {threads} --run-id {params.run_id} > {log} 2>&1"
