@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import warm
 
 from imitate.sections.extract import extract_sections, write_sections
 
@@ -93,16 +94,6 @@ def generate(root: Path, n: int, seed: int = 0) -> None:
             (folder / f"s{study}.txt").write_text(report(rng))
             written += 1
         patient += 1
-
-
-def warm(root: Path) -> int:
-    """Read every file once so that the timed runs find them in the page cache; returns the byte count."""
-    total = 0
-    for directory, _, files in os.walk(root):
-        for name in files:
-            with open(os.path.join(directory, name), "rb") as fh:
-                total += len(fh.read())
-    return total
 
 
 def main() -> None:

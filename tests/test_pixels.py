@@ -267,3 +267,18 @@ def test_nonzero_box_and_crop_stretch_without_wrapping() -> None:
     assert nonzero_box(np.zeros((4, 4), np.uint8)) is None
     whole, box = crop_nonzero(np.zeros((4, 6), np.uint8))
     assert box == (0, 0, 6, 4) and whole.shape == (4, 6)
+
+
+def test_large_jpeg_is_decoded_at_reduced_scale_only_down_to_the_size_asked(tmp_path: Path) -> None:
+    smooth = np.asarray(Image.fromarray(np.random.default_rng(5).integers(0, 256, (30, 25), np.uint8)).resize(
+        (1000, 1200), Image.Resampling.BICUBIC))
+    Image.fromarray(smooth).save(tmp_path / "big.jpg", quality=95)
+    full = read_image(tmp_path / "big.jpg")
+    reduced = read_image(tmp_path / "big.jpg", min_shorter_side=240)
+    assert full.array.shape == (1200, 1000)
+    assert reduced.array.shape == (300, 250)  # 1/4 scale: 1/8 would make the shorter side 125 < 240
+    assert (reduced.orig_height, reduced.orig_width) == (1200, 1000)  # the file's size, for mapping back
+    difference = np.abs(resize_shorter(reduced.array, 80).astype(int) - resize_shorter(full.array, 80))
+    assert difference.mean() < 0.5 and difference.max() <= 4
+    Image.fromarray(smooth).save(tmp_path / "big.png")
+    assert read_image(tmp_path / "big.png", min_shorter_side=240).array.shape == (1200, 1000)  # PNG: whole

@@ -207,10 +207,10 @@ def test_crash_leaves_no_partial_shard(images, tmp_path: Path, monkeypatch: pyte
     root, rows = images
     real_read = writer.read_image
 
-    def failing_read(path):
+    def failing_read(path, min_shorter_side=None):
         if Path(path).name == "img0.png":  # key k09: the last train shard
             raise RuntimeError("disk vanished")
-        return real_read(path)
+        return real_read(path, min_shorter_side)
 
     monkeypatch.setattr(writer, "read_image", failing_read)
     out = tmp_path / "out"

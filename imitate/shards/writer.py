@@ -24,6 +24,7 @@ import io
 import itertools
 import json
 import logging
+import math
 import multiprocessing
 import os
 import re
@@ -31,6 +32,7 @@ import tarfile
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ from PIL import Image
 
 from imitate.images.crop import Box, crop_nonzero
 from imitate.images.pixels import ImageError, read_image
-from imitate.images.resize import resize_shorter
+from imitate.images.resize import REDUCING_GAP, resize_shorter
 from imitate.parquet import write_table
 from imitate.shards.plan import OPTIONAL_COLUMNS, ShardPlan, load_rows, plan_shards
 
@@ -127,14 +129,22 @@ def write_shards(
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
     root, out_dir = Path(root), Path(out_dir)
-    rows = load_rows(manifest)
-    plans, rejects = plan_shards(rows, root, samples_per_shard)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _remove_outputs_of_previous_run(out_dir)
-    encode = functools.partial(
-        _encode, image_size=image_size, image_format=image_format, jpeg_quality=jpeg_quality, crop=crop
-    )
-    samples, decode_rejects = _write_all(plans, root, out_dir, encode, image_format, workers)
+    # Spawned workers take a few tenths of a second to import; they do it while the layout is planned.
+    # Spawned rather than forked, they inherit no locks or threads from the caller; as usual with
+    # spawn, a script calling this must guard its entry point with ``if __name__ == "__main__"``.
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    try:
+        rows = load_rows(manifest)
+        plans, rejects = plan_shards(rows, root, samples_per_shard)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _remove_outputs_of_previous_run(out_dir)
+        encode = functools.partial(
+            _encode, image_size=image_size, image_format=image_format, jpeg_quality=jpeg_quality, crop=crop
+        )
+        samples, decode_rejects = _write_all(plans, root, out_dir, encode, image_format, pool)
+    finally:
+        if pool is not None:
+            pool.terminate()
     rejects += decode_rejects
     stale = _remove_stale_shards(out_dir, {plan.name for plan in plans})
     rejects.sort(key=lambda r: (r["key"] or "", r["path"] or "", r["reason"]))
@@ -163,42 +173,38 @@ def _write_all(
     out_dir: Path,
     encode: Callable[[str], _Encoded | ImageError],
     image_format: str,
-    workers: int,
+    pool: Pool | None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Write the shards in order; images are encoded in ``workers`` spawned processes (in-process if 1).
+    """Write the shards in order, encoding the images in ``pool`` (in this process without one).
 
     All images go through one ordered ``imap``, so the workers never wait at a shard boundary while
     this process writes: it only appends already-compressed bytes, far faster than the workers
-    produce them, so few results are ever queued. Spawned rather than forked workers inherit no locks
-    or threads from the caller; as usual with spawn, a script calling this must guard its entry point
-    with ``if __name__ == "__main__"``.
+    produce them, so few results are ever queued.
     """
     samples: list[dict[str, Any]] = []
     rejects: list[dict[str, Any]] = []
     paths = [str(root / row["path"]) for plan in plans for row in plan.rows]
-    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
-    try:
-        if pool is None:
-            results: Iterator[_Encoded | ImageError] = map(encode, paths)
-        else:
-            results = pool.imap(encode, paths, chunksize=4)
-        for plan in plans:
-            shard_results = itertools.islice(results, len(plan.rows))
-            shard_samples, shard_rejects = _write_shard(out_dir, plan, shard_results, image_format)
-            samples += shard_samples
-            rejects += shard_rejects
-    finally:
-        if pool is not None:
-            pool.terminate()
+    results: Iterator[_Encoded | ImageError]
+    results = map(encode, paths) if pool is None else pool.imap(encode, paths, chunksize=4)
+    for plan in plans:
+        shard_samples, shard_rejects = _write_shard(
+            out_dir, plan, itertools.islice(results, len(plan.rows)), image_format
+        )
+        samples += shard_samples
+        rejects += shard_rejects
     return samples, rejects
 
 
 def _encode(
     path: str, *, image_size: int, image_format: str, jpeg_quality: int, crop: bool
 ) -> _Encoded | ImageError:
-    """Decode, crop, resize and compress one image (runs in the worker processes)."""
+    """Decode, crop, resize and compress one image (runs in the worker processes).
+
+    A JPEG may be decoded at reduced scale, down to ``REDUCING_GAP`` times the final size (the margin
+    Pillow's own resize keeps); not when cropping, whose box is kept in exact original pixels.
+    """
     try:
-        pixels = read_image(path)
+        pixels = read_image(path, None if crop else math.ceil(image_size * REDUCING_GAP))
     except ImageError as exc:
         return exc
     if crop:
