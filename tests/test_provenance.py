@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pyarrow as pa
 
@@ -97,3 +99,12 @@ def test_module_closure_follows_package_imports_only(tmp_path):
     (pkg / "sub" / "b.py").write_text("X = 2\n")
     stage_code_sha256.cache_clear()
     assert stage_code_sha256("imitate.a", pkg) != before
+
+
+def test_device_info_does_not_import_torch_for_cpu_stages() -> None:
+    code = (
+        "import sys; from imitate.provenance.record import device_info; info = device_info(); "
+        "print('torch' in sys.modules, info['cpu_count'] > 0, info['gpu'])"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["False", "True", "None"]

@@ -301,8 +301,8 @@ def test_crop_nonzero_keeps_the_box_to_map_back(tmp_path: Path) -> None:
 def test_killed_run_leaves_only_complete_shards_and_a_rerun_matches(tmp_path: Path) -> None:
     root = tmp_path / "root"
     root.mkdir()
-    big = np.random.default_rng(2).integers(0, 256, (1000, 1200), dtype=np.uint8)
-    Image.fromarray(big).save(root / "big.jpg", quality=90)
+    small = np.random.default_rng(2).integers(0, 256, (40, 48), dtype=np.uint8)
+    Image.fromarray(small).resize((1200, 1000), Image.Resampling.BICUBIC).save(root / "big.jpg", quality=90)
     csv = tmp_path / "images.csv"
     csv.write_text("key,path\n" + "".join(f"k{i:03d},big.jpg\n" for i in range(45)))
     command = [sys.executable, "-m", "imitate", "shards", str(csv), "--root", str(root), "--image-size", "32",
