@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "manifest": ("manifest", "join metadata (frontal views), the official split and report sections into a manifest"),
     "shards": ("shards", "decode, resize and pack the manifest's images into deterministic WebDataset shards"),
     "embed": ("embed", "embed Findings and Impression with a frozen text encoder into a Parquet store"),
+    "embed-map": ("embed_map", "draw the t-SNE map of Findings vs Impression embeddings (the paper's Fig. 3)"),
     "pretrain": ("pretrain", "pretrain the IMITATE model and export its vision encoder"),
     "loss-curve": ("loss_curve", "plot the pretraining loss terms per step and the validation loss per epoch"),
     "subsets": ("subsets", "draw the seeded, nested training subsets (1/10/100 %%) shared by every method"),

@@ -28,7 +28,6 @@ present ones) in ``impression``, ``findings`` null. Unlike MGCA, validate and te
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections import Counter
@@ -40,6 +39,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from imitate.files import write_json
 from imitate.parquet import write_table
 
 log = logging.getLogger(__name__)
@@ -283,11 +283,7 @@ def write_manifest(result: ManifestResult, out_dir: Path) -> dict[str, Path]:
         "studies": write_table(result.studies, out_dir / "studies.parquet"),
         "rejects": write_table(result.rejects, out_dir / "rejects.parquet"),
     }
-    counts_path = out_dir / "counts.json"
-    tmp = counts_path.with_name(f".{counts_path.name}.tmp")
-    tmp.write_text(json.dumps(result.counts, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, counts_path)
-    paths["counts"] = counts_path
+    paths["counts"] = write_json(out_dir / "counts.json", result.counts)
     log.info(
         "manifest: %d metadata rows -> %d images, %d studies, %d rejects %s",
         result.counts["metadata_rows"], result.counts["images"], result.counts["studies"],

@@ -23,6 +23,7 @@ from safetensors.torch import load_file
 from imitate.commands import pretrain as pretrain_command
 from imitate.losses import TERMS, ImitateLoss, LossConfig
 from imitate.models import ImitateModel, ModelConfig
+from imitate.text.store import METADATA_KEY
 from imitate.train.checkpoint import load_checkpoint
 from imitate.train.data import TextEmbedding
 from imitate.train.pretrain import (
@@ -91,7 +92,7 @@ def run(out: Path, epochs: int = 2, **loader_kwargs) -> object:
         val_shards=VAL,
         embeddings=EMBEDDINGS,
         out_dir=out,
-        text_encoder="test-encoder",
+        text_facts={"encoder": "test-encoder", "dim": DIM},
         build_loader=lambda *a, **k: in_memory_loader(*a, **k, **loader_kwargs),
     )
 
@@ -159,7 +160,7 @@ def test_pretrain_writes_all_four_outputs(tmp_path: Path):
     assert all(r["val_total_loss"] is not None for r in epochs)
 
     card = json.loads((tmp_path / "model_card.json").read_text())
-    assert card["text_encoder"] == "test-encoder" and card["epochs_run"] == 2
+    assert card["text_embeddings"] == {"encoder": "test-encoder", "dim": DIM} and card["epochs_run"] == 2
     assert card["best_val_loss"] == pytest.approx(min(r["val_total_loss"] for r in epochs))
     assert card["config"]["model"]["text_dim"] == DIM
 
@@ -229,7 +230,8 @@ def write_tiny_dataset(root: Path) -> tuple[Path, Path]:
             "has_findings": pa.array(has_findings),
         }
     )
-    pq.write_table(table, root / "embeddings.parquet")
+    facts = {"encoder": "tiny", "weights_sha256": "0" * 64, "dim": DIM, "pooling": "cls", "max_length": 32}
+    pq.write_table(table.replace_schema_metadata({METADATA_KEY: json.dumps(facts)}), root / "embeddings.parquet")
     return root / "manifest.parquet", root / "embeddings.parquet"
 
 
@@ -252,8 +254,6 @@ def test_the_command_trains_on_real_shards(tmp_path: Path):
             json.dumps(settings),
             "--seed",
             "3",
-            "--text-encoder",
-            "tiny",
             "--out-dir",
             str(out),
         ]
@@ -262,4 +262,5 @@ def test_the_command_trains_on_real_shards(tmp_path: Path):
     assert {p.name for p in out.iterdir()} >= OUTPUTS
     card = json.loads((out / "model_card.json").read_text())
     assert card["train_images"] == 8 and card["val_images"] == 4 and card["steps"] == 2
-    assert card["config"]["seed"] == 3 and card["text_encoder"] == "tiny"
+    assert card["config"]["seed"] == 3 and card["text_embeddings"]["encoder"] == "tiny"
+    assert load_checkpoint(out / "checkpoint.pt")["text_embeddings"] == card["text_embeddings"]

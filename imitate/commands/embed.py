@@ -21,16 +21,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=["float16", "float32"], default="float16")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--allow-download", action="store_true", help="let a hub id be fetched (off: offline)")
+    parser.add_argument(
+        "--trust-remote-code", action="store_true", help="run the Python code a model ships (e.g. CXR-BERT)"
+    )
     parser.add_argument("--run-id", default=None, help="run name recorded in provenance")
 
 
 def main(args: argparse.Namespace) -> int:
     """Run the embed stage."""
     settings = EmbedSettings(args.pooling, args.max_length, args.batch_size, args.dtype)
-    recorded = {"encoder": args.encoder, "device": args.device, **asdict(settings)}
+    recorded = {
+        "encoder": args.encoder,
+        "device": args.device,
+        "trust_remote_code": args.trust_remote_code,
+        **asdict(settings),
+    }
     with stage_run(
         "embed", inputs={"sections": args.sections}, settings=recorded, outputs=[args.out], run_id=args.run_id
     ):
-        encoder = load_encoder(args.encoder, device=args.device, allow_download=args.allow_download)
+        encoder = load_encoder(
+            args.encoder,
+            device=args.device,
+            allow_download=args.allow_download,
+            trust_remote_code=args.trust_remote_code,
+        )
         write_embeddings(args.sections, args.out, encoder, settings, device=args.device)
     return 0

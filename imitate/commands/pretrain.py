@@ -8,6 +8,7 @@ from pathlib import Path
 
 from imitate.config import load_config, parse_settings
 from imitate.provenance import stage_run
+from imitate.text.store import read_embedding_facts
 from imitate.train.pretrain import ShardSplit, config_from_settings, pretrain
 
 log = logging.getLogger(__name__)
@@ -23,22 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--settings", default=None, help="JSON of the pretrain block (else --config)")
     parser.add_argument("--model-settings", default=None, help="JSON of the model block (else --config)")
     parser.add_argument("--seed", type=int, default=None, help="default: the config's seed, else 0")
-    parser.add_argument(
-        "--text-encoder",
-        default=None,
-        help="id recorded in the model card (default: the encoder named in the embeddings' metadata)",
-    )
     parser.add_argument("--out-dir", required=True, help="directory for the four pretraining outputs")
     parser.add_argument("--run-id", default=None, help="run name recorded in provenance")
-
-
-def _text_encoder(args: argparse.Namespace) -> str:
-    if args.text_encoder:
-        return args.text_encoder
-    # imported here: the text package loads transformers, which pretraining otherwise never needs
-    from imitate.text.embed import read_embedding_facts
-
-    return str(read_embedding_facts(args.embeddings)["encoder"])
 
 
 def main(args: argparse.Namespace) -> int:
@@ -68,7 +55,12 @@ def main(args: argparse.Namespace) -> int:
         seeds={"torch": seed},
     ):
         result = pretrain(
-            cfg, shards=train, val_shards=val, embeddings=args.embeddings, out_dir=out, text_encoder=_text_encoder(args)
+            cfg,
+            shards=train,
+            val_shards=val,
+            embeddings=args.embeddings,
+            out_dir=out,
+            text_facts=read_embedding_facts(args.embeddings),
         )
     log.info(
         "pretrain: %d epochs, %d steps (%d skipped); best epoch %d, val loss %.4f",

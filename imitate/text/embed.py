@@ -21,11 +21,11 @@ import torch
 
 from imitate.parquet import write_table
 from imitate.text.encoder import TextEncoder
+from imitate.text.store import METADATA_KEY
 
 log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("study_id", "findings", "impression")
-METADATA_KEY = "imitate.embeddings"
 _SPACE = re.compile(r"\s+")
 
 
@@ -130,16 +130,17 @@ def embed_sections(
     return out, counts
 
 
-def encoder_metadata(encoder: TextEncoder, settings: EmbedSettings) -> dict[str, str]:
-    """What a consumer must match to use these embeddings (checked when a checkpoint loads them)."""
-    facts = {
+def embedding_facts(encoder: TextEncoder, settings: EmbedSettings) -> dict[str, object]:
+    """What a consumer must match to use these embeddings (see :mod:`imitate.text.store`)."""
+    return {
         "encoder": encoder.name,
+        "revision": encoder.revision,
         "weights_sha256": encoder.weights_sha256,
         "tokenizer": type(encoder.tokenizer).__name__,
+        "vocab_size": len(encoder.tokenizer),
         "dim": encoder.dim,
         **asdict(settings),
     }
-    return {METADATA_KEY: json.dumps(facts, sort_keys=True)}
 
 
 def write_embeddings(
@@ -151,7 +152,7 @@ def write_embeddings(
 ) -> EmbedCounts:
     """Read ``sections_path``, embed it, write ``out`` with the encoder facts as Parquet metadata."""
     table, counts = embed_sections(read_sections(sections_path), encoder, settings, device)
-    write_table(table, out, encoder_metadata(encoder, settings))
+    write_table(table, out, {METADATA_KEY: json.dumps(embedding_facts(encoder, settings), sort_keys=True)})
     log.info(
         "embedded %d studies: %d texts, %d unique (%.1f%%), %d missing findings, %d missing impression",
         counts.n_studies, counts.n_texts, counts.n_unique, 100 * counts.n_unique / max(counts.n_texts, 1),
@@ -163,12 +164,3 @@ def write_embeddings(
             counts.n_truncated, settings.max_length, counts.longest_tokens,
         )
     return counts
-
-
-def read_embedding_facts(path: str | Path) -> dict[str, object]:
-    """The encoder facts stored in an embeddings file."""
-    meta = pq.read_schema(path).metadata or {}
-    raw = meta.get(METADATA_KEY.encode())
-    if raw is None:
-        raise ValueError(f"{path}: not an imitate embeddings file (no {METADATA_KEY} metadata)")
-    return json.loads(raw)

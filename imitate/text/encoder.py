@@ -6,12 +6,16 @@ An encoder is named by one of:
 * a local directory holding ``config.json``, the tokenizer files and the weights;
 * a hub id (``emilyalsentzer/Bio_ClinicalBERT``): loaded from the local Hugging Face cache only, unless
   ``allow_download`` is set. A missing model gives one error that says where to put it.
+
+Models whose code lives in their repository (``microsoft/BiomedVLP-CXR-BERT-specialized``) run it only
+when ``trust_remote_code`` is set: running a model's own Python is the user's decision, never a default.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +38,8 @@ class TextEncoder:
     """A frozen encoder with its tokenizer and the facts recorded in provenance."""
 
     name: str
-    directory: Path | None
+    directory: Path
+    revision: str | None  # the hub commit of a cached snapshot; None for bundled or local directories
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
     weights_sha256: str
@@ -112,16 +117,40 @@ def resolve_encoder_dir(name: str, *, allow_download: bool = False) -> Path:
         ) from exc
 
 
-def load_encoder(name: str, *, device: str = "cpu", allow_download: bool = False) -> TextEncoder:
+def load_encoder(
+    name: str, *, device: str = "cpu", allow_download: bool = False, trust_remote_code: bool = False
+) -> TextEncoder:
     """Load encoder ``name`` frozen in eval mode on ``device``."""
     directory = resolve_encoder_dir(name, allow_download=allow_download)
+    if _ships_code(directory) and not trust_remote_code:
+        raise EncoderError(
+            f"text encoder {name!r} ships its own Python code (auto_map in {directory / 'config.json'}); "
+            "running it is opt-in: set embed.trust_remote_code: true (--trust-remote-code) if you trust it"
+        )
     hf_logging.disable_progress_bar()  # a progress bar per load would fill the stage logs
     try:
-        tokenizer = AutoTokenizer.from_pretrained(directory, use_fast=True)
-        model = AutoModel.from_pretrained(directory)
+        tokenizer = AutoTokenizer.from_pretrained(directory, use_fast=True, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(directory, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise EncoderError(f"cannot load text encoder {name!r} from {directory}: {exc}") from exc
     model.eval().requires_grad_(False).to(device)
     sha = weights_sha256(directory)
-    log.info("text encoder %s from %s (weights sha256 %s…)", name, directory, sha[:12])
-    return TextEncoder(name, directory, model, tokenizer, sha, int(model.config.hidden_size))
+    revision = _snapshot_revision(directory)
+    log.info("text encoder %s from %s (revision %s, weights sha256 %s…)", name, directory, revision, sha[:12])
+    return TextEncoder(name, directory, revision, model, tokenizer, sha, int(model.config.hidden_size))
+
+
+def _ships_code(directory: Path) -> bool:
+    """Whether a model's config points at Python modules in its own repository."""
+    try:
+        config = json.loads((directory / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return bool(config.get("auto_map"))
+
+
+def _snapshot_revision(directory: Path) -> str | None:
+    """The commit hash of a Hugging Face cache snapshot (``.../snapshots/<commit>/``), else None."""
+    if directory.parent.name == "snapshots" and len(directory.name) == 40:
+        return directory.name
+    return None

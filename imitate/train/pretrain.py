@@ -29,10 +29,11 @@ from typing import IO, Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from imitate.files import write_json
 from imitate.losses import ImitateLoss, LossConfig, terms_from_groups
 from imitate.models import ImitateModel, ModelConfig
 from imitate.shards.reader import count_samples, shard_paths
-from imitate.train.checkpoint import rng_state, save_checkpoint, save_encoder, write_json
+from imitate.train.checkpoint import rng_state, save_checkpoint, save_encoder
 from imitate.train.data import TextEmbedding, build_pretrain_loader, load_embeddings, steps_per_epoch
 from imitate.train.schedule import warmup_cosine
 
@@ -260,13 +261,15 @@ def pretrain(
     val_shards: ShardSplit,
     embeddings: str | Path | Mapping[int, TextEmbedding],
     out_dir: str | Path,
-    text_encoder: str | None = None,
+    text_facts: Mapping[str, Any] | None = None,
     build_loader: LoaderFactory = build_pretrain_loader,
 ) -> PretrainResult:
     """Pretrain IMITATE on ``shards``, select the epoch by the loss on ``val_shards``, write ``out_dir``.
 
-    ``embeddings`` is the embeddings Parquet (or its loaded table); ``text_encoder`` is recorded in the
-    model card. ``build_loader`` has :func:`imitate.train.data.build_pretrain_loader`'s signature.
+    ``embeddings`` is the embeddings Parquet (or its loaded table); ``text_facts`` (what the embeddings
+    were made with, :func:`imitate.text.store.read_embedding_facts`) go into the checkpoint and the
+    model card, so that embeddings paired with this model later can be checked against them.
+    ``build_loader`` has :func:`imitate.train.data.build_pretrain_loader`'s signature.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -299,6 +302,7 @@ def pretrain(
             rotation_degrees=cfg.rotation_degrees,
         )
 
+    text = dict(text_facts or {})
     best: tuple[int, float] | None = None
     with _seeded(cfg.seed, device), (out_dir / "metrics.jsonl").open("w") as metrics:
         trainer = Trainer(cfg, device, cfg.epochs * steps)
@@ -311,7 +315,7 @@ def pretrain(
             if improved:
                 best = (epoch, val["total_loss"])
                 _export_encoder(trainer, out_dir / "encoder.safetensors", epoch)
-            save_checkpoint(out_dir / "checkpoint.pt", trainer.state(epoch, best))
+            save_checkpoint(out_dir / "checkpoint.pt", {**trainer.state(epoch, best), "text_embeddings": text})
             seconds = time.perf_counter() - start
             _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
             log.info(
@@ -324,7 +328,7 @@ def pretrain(
             )
     if best is None:
         raise RuntimeError(f"{out_dir}: the validation loss was never finite; no encoder was written")
-    write_json(out_dir / "model_card.json", _model_card(cfg, trainer, best, shards, val_shards, text_encoder))
+    write_json(out_dir / "model_card.json", _model_card(cfg, trainer, best, shards, val_shards, text))
     return PretrainResult(out_dir, cfg.epochs, trainer.step, trainer.skipped, best[0], best[1])
 
 
@@ -357,11 +361,11 @@ def _model_card(
     best: tuple[int, float],
     shards: ShardSplit,
     val_shards: ShardSplit,
-    text_encoder: str | None,
+    text: Mapping[str, Any],
 ) -> dict[str, Any]:
     return {
         "config": asdict(cfg),
-        "text_encoder": text_encoder,
+        "text_embeddings": dict(text),
         "epochs_run": cfg.epochs,
         "steps": trainer.step,
         "skipped_steps": trainer.skipped,

@@ -83,7 +83,12 @@ def final_tables():
 
 def final_outputs():
     """Everything `snakemake` builds by default: the tables and the provenance catalog over them."""
-    return [*final_tables(), "results/pretrain/loss_curve.png", "results/provenance.duckdb"]
+    return [
+        *final_tables(),
+        "results/pretrain/loss_curve.png",
+        "results/embed/section_map.png",
+        "results/provenance.duckdb",
+    ]
 
 
 DATASET = "mimic-cxr-demo" if config["data"]["source"] == "demo" else "mimic-cxr"

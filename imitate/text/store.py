@@ -1,0 +1,59 @@
+"""What an embeddings file was made with, and checking that a consumer was trained on the same.
+
+The embed stage stores the encoder facts as JSON under the Parquet key-value metadata key
+``imitate.embeddings``. Pretraining copies them into its checkpoint and model card; anything that later
+pairs a checkpoint with an embeddings file calls :func:`check_compatible`, so a file made by another
+encoder fails at load with both descriptions instead of as a shape mismatch deep in training. This
+module needs only pyarrow: reading the facts never loads transformers or torch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+METADATA_KEY = "imitate.embeddings"
+# Facts that change the vectors: a checkpoint's text projector only fits embeddings that agree on all.
+IDENTITY_KEYS = ("encoder", "weights_sha256", "dim", "pooling", "max_length")
+
+
+class EmbeddingMismatchError(ValueError):
+    """An embeddings file made by another encoder or setting than the one a checkpoint expects."""
+
+
+def read_embedding_facts(path: str | Path) -> dict[str, Any]:
+    """The encoder facts stored in an embeddings file."""
+    meta = pq.read_schema(path).metadata or {}
+    raw = meta.get(METADATA_KEY.encode())
+    if raw is None:
+        raise ValueError(f"{path}: not an imitate embeddings file (no {METADATA_KEY} metadata)")
+    return json.loads(raw)
+
+
+def describe(facts: Mapping[str, Any]) -> str:
+    """A one-line description of the encoder behind some embeddings."""
+    sha = str(facts.get("weights_sha256") or "?")[:12]
+    return (
+        f"encoder {facts.get('encoder')!r} (weights sha256 {sha}…, dim {facts.get('dim')}, "
+        f"{facts.get('pooling')} pooling, max_length {facts.get('max_length')})"
+    )
+
+
+def check_compatible(path: str | Path, expected: Mapping[str, Any], consumer: str) -> dict[str, Any]:
+    """Return ``path``'s facts if they match ``expected`` on every identity key, else raise clearly.
+
+    ``consumer`` names what holds ``expected`` (e.g. a checkpoint path) in the error message.
+    """
+    facts = read_embedding_facts(path)
+    differ = [key for key in IDENTITY_KEYS if key in expected and facts.get(key) != expected[key]]
+    if differ:
+        raise EmbeddingMismatchError(
+            f"{path} was made by {describe(facts)}, but {consumer} was trained on embeddings from "
+            f"{describe(expected)}; they differ in {', '.join(differ)}. Re-run `imitate embed` with that "
+            f"encoder and settings, or use the embeddings {consumer} was trained with."
+        )
+    return facts
