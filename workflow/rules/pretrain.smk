@@ -1,4 +1,4 @@
-# Image shards x text embeddings -> IMITATE pretraining (torchrun; one process per GPU, one on CPU).
+# Image shards x text embeddings -> IMITATE pretraining (one process, on the CPU or one GPU).
 
 
 rule pretrain:
@@ -17,7 +17,6 @@ rule pretrain:
         run_id=RUN_ID,
         model=settings("model"),
         pretrain=settings("pretrain"),
-        encoder=config["embed"]["encoder"],
         seed=config["seed"],
     threads: 2
     resources:
@@ -26,7 +25,7 @@ rule pretrain:
         "../../envs/imitate.yaml"
     shell:
         "IMITATE_RULE=pretrain IMITATE_WILDCARDS={wildcards:q} python -m imitate pretrain --shards {input.shards} --embeddings {input.embeddings}"
-        " --model-settings {params.model:q} --settings {params.pretrain:q} --text-encoder {params.encoder}"
+        " --model-settings {params.model:q} --settings {params.pretrain:q}"
         " --seed {params.seed} --out-dir results/pretrain --run-id {params.run_id} > {log} 2>&1"
 
 
