@@ -186,3 +186,25 @@ def test_section_map_needs_studies_with_both_sections(tmp_path):
     write_table(table, tmp_path / "e.parquet", {METADATA_KEY: "{}"})
     with pytest.raises(ValueError, match="0 studies have both Findings and Impression"):
         write_section_map(tmp_path / "e.parquet", tmp_path / "m.png", studies=10, perplexity=5, seed=0)
+
+
+def test_whole_report_embedding_for_the_concat_alignment(tmp_path, encoder):
+    import torch
+
+    rows = [(1, "Small left pleural effusion.", "Left effusion."), (2, None, "No acute process.")]
+    out = tmp_path / "e.parquet"
+    write_embeddings(_sections(tmp_path, rows), out, encoder, EmbedSettings(dtype="float32", report=True))
+    table = pq.read_table(out).to_pylist()
+    direct = encoder.encode(
+        ["Left effusion. Small left pleural effusion."], pooling="cls", max_length=256, device=torch.device("cpu")
+    )[0].numpy()
+    np.testing.assert_allclose(table[0]["report_emb"], direct, rtol=1e-4, atol=1e-5)  # Impression, then Findings
+    assert table[1]["report_emb"] == table[1]["impression_emb"]  # no Findings: the report is the Impression
+    assert read_embedding_facts(out)["report"] is True
+    assert "report_emb" not in pq.read_schema(_embed_default(tmp_path, encoder)).names
+
+
+def _embed_default(tmp_path, encoder):
+    out = tmp_path / "plain.parquet"
+    write_embeddings(_sections(tmp_path, [(1, "Clear.", "Normal.")]), out, encoder, EmbedSettings())
+    return out

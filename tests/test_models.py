@@ -124,8 +124,12 @@ def test_aggregation_cls_equals_full_self_attention(sampling: str, layer_norm: b
 
 
 def test_model_output_keys_are_the_loss_arguments():
-    out = ImitateModel(TINY)(**batch())
-    assert set(out) == set(inspect.signature(ImitateLoss.forward).parameters) - {"self"}
+    model = ImitateModel(TINY)
+    loss_arguments = set(inspect.signature(ImitateLoss.forward).parameters) - {"self"}
+    with_report = model(**batch(), report_emb=torch.randn(6, 12))
+    assert set(with_report) == loss_arguments
+    out = model(**batch())
+    assert set(out) == loss_arguments - {"report", "report_raw"}  # the two the loss needs only for concat
     for key in ("high1", "mid1", "high2", "mid2", "mid1_vv", "mid2_vv", "impression"):
         assert out[key].shape == (6, 16)
         assert torch.allclose(out[key].norm(dim=1), torch.ones(6), atol=1e-5), key
@@ -189,3 +193,18 @@ def test_models_package_does_not_import_the_training_runner():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_concat_alignment_trains_on_the_whole_report_embedding():
+    model = ImitateModel(TINY)
+    inputs = {**batch(), "report_emb": torch.randn(6, 12)}
+    inputs["report_emb"].requires_grad_(True)
+    out = model(**inputs)
+    losses = ImitateLoss(LossConfig(alignment="concat"))(**out)
+    losses["total_loss"].backward()
+    assert inputs["report_emb"].grad is None and model.text_proj[0].weight.grad is not None
+    other_prior = out["report_raw"].flip(0)  # the same vectors, paired with other studies
+    changed = ImitateLoss(LossConfig(alignment="concat"))(**{**out, "report_raw": other_prior})
+    assert changed["vlh1_loss"].item() != losses["vlh1_loss"].item()  # its prior is the report's own
+    with pytest.raises(ValueError, match=r"imitate embed --report"):
+        ImitateLoss(LossConfig(alignment="concat"))(**model(**batch()))

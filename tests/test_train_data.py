@@ -209,3 +209,21 @@ def test_load_embeddings(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> No
     for message, bad in broken.items():
         with pytest.raises(ValueError, match=message):
             load_embeddings(write_table(bad, tmp_path / "bad.parquet"))
+
+
+def test_whole_report_embeddings_reach_the_batches(data, tmp_path: Path) -> None:
+    shards, _ = data
+    table = embedding_table(list(range(100, 100 + N_IMAGES // 2)))
+    report = np.repeat(np.asarray(table["study_id"].to_numpy() * 10, np.float16)[:, None], DIM, axis=1)
+    with_report = table.append_column("report_emb", pa.FixedSizeListArray.from_arrays(pa.array(report.ravel()), DIM))
+    path = write_table(with_report, tmp_path / "report.parquet")
+    np.testing.assert_array_equal(load_embeddings(path)[101].report, np.full(DIM, 1010, np.float16))
+    for batch in collect(shards, path):
+        assert tuple(batch) == (*BATCH_KEYS, "report_emb")
+        torch.testing.assert_close(batch["report_emb"], batch["study_id"].float()[:, None].expand(4, DIM) * 10)
+    null_report = with_report.set_column(
+        4, "report_emb", pa.FixedSizeListArray.from_arrays(pa.array(report.ravel()), DIM, mask=pa.array(
+            [i == 0 for i in range(len(report))]))
+    )
+    with pytest.raises(ValueError, match="report_emb is null for a study that has an impression"):
+        load_embeddings(write_table(null_report, tmp_path / "null.parquet"))

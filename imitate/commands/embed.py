@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--dtype", choices=["float16", "float32"], default="float16")
+    parser.add_argument(
+        "--report", action="store_true", help="also embed the whole report (impression + findings) as report_emb"
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--allow-download", action="store_true", help="let a hub id be fetched (off: offline)")
     parser.add_argument(
@@ -29,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Run the embed stage."""
-    settings = EmbedSettings(args.pooling, args.max_length, args.batch_size, args.dtype)
+    settings = EmbedSettings(args.pooling, args.max_length, args.batch_size, args.dtype, args.report)
     recorded = {
         "encoder": args.encoder,
         "device": args.device,

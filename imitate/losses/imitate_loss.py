@@ -12,10 +12,8 @@ Each term sums its two directions as the official does; the terms have equal wei
 sum (the official calls each V-V term twice, with the views swapped, which doubles its weight).
 
 Table IX alignments: ``impression_only`` aligns both levels with Impression; ``reversed`` swaps the two
-sections; ``concat`` ("Find&Imp") aligns both levels with one report embedding. Findings and Impression
-are embedded separately upstream, so that embedding is an approximation: the projected report is the
-normalised sum of the two projected sections and its prior uses the mean of the two raw embeddings
-(Impression alone for studies without Findings).
+sections; ``concat`` ("Find&Imp") aligns both levels with the embedding of the whole report (MGCA's
+text, Impression then Findings; ``imitate embed --report``), its prior from that embedding too.
 
 Every term that uses Findings drops the studies without Findings from its rows, columns and prior; with
 fewer than two studies left the term is a zero that still carries a (zero) gradient.
@@ -28,7 +26,6 @@ from typing import Literal, NamedTuple
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from imitate.losses.cicl import KERNELS, TARGET_MODES, CICLoss, Kernel, TargetMode
@@ -116,25 +113,6 @@ class ImitateLoss(nn.Module):
             return gather_features(x.to(torch.uint8), self.rank, self.world_size).bool()
         return gather_features(x, self.rank, self.world_size)
 
-    @staticmethod
-    def _texts(
-        findings: Tensor,
-        impression: Tensor,
-        findings_raw: Tensor,
-        impression_raw: Tensor,
-        has_findings: Tensor,
-        needed: set[str],
-    ) -> dict[str, Text]:
-        texts = {
-            "findings": Text(findings, findings_raw, has_findings),
-            "impression": Text(impression, impression_raw, None),
-        }
-        if "report" in needed:
-            keep = has_findings[:, None]
-            proj = F.normalize(impression + torch.where(keep, findings, torch.zeros_like(findings)), dim=-1)
-            raw = torch.where(keep, (findings_raw + impression_raw) / 2, impression_raw)
-            texts["report"] = Text(proj, raw, None)
-        return texts
 
     @staticmethod
     def _term(loss: CICLoss, a: Tensor, b: Tensor, prior: Tensor | None, mask: Tensor | None) -> Tensor:
@@ -158,19 +136,24 @@ class ImitateLoss(nn.Module):
         findings_raw: Tensor,
         impression_raw: Tensor,
         has_findings: Tensor,
+        report: Tensor | None = None,
+        report_raw: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """``{term}_loss`` for every enabled term and ``total_loss`` (their sum)."""
         g = self._gather
         high1, mid1, high2, mid2, mid1_vv, mid2_vv = map(g, (high1, mid1, high2, mid2, mid1_vv, mid2_vv))
         high_source, mid_source = ALIGNMENTS[self.cfg.alignment]
-        texts = self._texts(
-            g(findings),
-            g(impression),
-            g(findings_raw),
-            g(impression_raw),
-            g(has_findings.bool()),
-            {high_source, mid_source},
-        )
+        texts = {
+            "findings": Text(g(findings), g(findings_raw), g(has_findings.bool())),
+            "impression": Text(g(impression), g(impression_raw), None),
+        }
+        if "report" in (high_source, mid_source):
+            if report is None or report_raw is None:
+                raise ValueError(
+                    "alignment 'concat' needs whole-report embeddings: run `imitate embed --report` "
+                    "(the workflow does when pretrain.alignment is concat)"
+                )
+            texts["report"] = Text(g(report), g(report_raw), None)
         th, tm = texts[high_source], texts[mid_source]
         pairs = {
             "vlh1": (self.vl, high1, th.proj, th.raw, th.mask),

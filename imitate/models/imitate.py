@@ -94,11 +94,13 @@ class ImitateModel(nn.Module):
         findings_emb: Tensor,
         impression_emb: Tensor,
         has_findings: Tensor,
+        report_emb: Tensor | None = None,
     ) -> dict[str, Tensor]:
         """Features for both views (``high*``, ``mid*``, ``mid*_vv``) and both report sections.
 
         ``findings_raw``/``impression_raw`` are the frozen embeddings (detached) for the correlation prior;
-        ``has_findings`` is the mask the Findings terms must apply.
+        ``has_findings`` is the mask the Findings terms must apply. With ``report_emb`` (the whole
+        report, for the Find&Imp alignment) the output also has ``report`` and ``report_raw``.
         """
         findings_raw = findings_emb.detach().float()
         impression_raw = impression_emb.detach().float()
@@ -107,7 +109,7 @@ class ImitateModel(nn.Module):
         high2, mid2, mid2_vv = self._vision(view2)
         findings, has_findings = self._findings(findings_raw, has_findings)
         impression = F.normalize(self.text_proj(impression_raw), dim=-1)
-        return {
+        out = {
             "high1": high1,
             "mid1": mid1,
             "high2": high2,
@@ -120,3 +122,7 @@ class ImitateModel(nn.Module):
             "impression_raw": impression_raw,
             "has_findings": has_findings,
         }
+        if report_emb is not None:
+            out["report_raw"] = report_emb.detach().float()
+            out["report"] = F.normalize(self.text_proj(out["report_raw"]), dim=-1)
+        return out

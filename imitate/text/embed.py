@@ -3,6 +3,9 @@
 Findings and Impression are embedded separately. Identical normalised texts are embedded once (MIMIC
 impressions repeat a lot), batches are sorted by token length to minimise padding, and the result keeps
 the input's row order. A missing or whitespace-only section gives a null embedding and a false flag.
+
+With ``report`` set, the whole report is embedded too (``report_emb``): MGCA's text, Impression then
+Findings joined by a space, or whichever exists. The "Find&Imp" alignment of Table IX needs it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class EmbedSettings:
     max_length: int = 256
     batch_size: int = 64
     dtype: str = "float16"
+    report: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,13 +102,21 @@ def _embedding_column(values: list[str | None], index: dict[str, int], table: np
     return pa.FixedSizeListArray.from_arrays(storage, dim, mask=pa.array(mask))
 
 
+def report_text(findings: str | None, impression: str | None) -> str | None:
+    """MGCA's whole-report text: Impression, a space, Findings (or the one that exists)."""
+    return " ".join(t for t in (impression, findings) if t is not None) or None
+
+
 def embed_sections(
     sections: pa.Table, encoder: TextEncoder, settings: EmbedSettings, device: str = "cpu"
 ) -> tuple[pa.Table, EmbedCounts]:
-    """Embed the Findings and Impression of every row of ``sections`` (order kept)."""
+    """Embed the Findings and Impression (and the report, if asked) of every row of ``sections``."""
     findings = [normalise(t) for t in sections.column("findings").to_pylist()]
     impression = [normalise(t) for t in sections.column("impression").to_pylist()]
-    texts = [t for t in findings + impression if t is not None]
+    columns = {"findings_emb": findings, "impression_emb": impression}
+    if settings.report:
+        columns["report_emb"] = [report_text(f, i) for f, i in zip(findings, impression, strict=True)]
+    texts = [t for values in columns.values() for t in values if t is not None]
     unique = sorted(set(texts))
     index = {t: i for i, t in enumerate(unique)}
     table, n_truncated, longest = embed_unique(encoder, unique, settings, torch.device(device))
@@ -112,8 +124,7 @@ def embed_sections(
     out = pa.table(
         {
             "study_id": sections.column("study_id").cast(pa.int64()),
-            "findings_emb": _embedding_column(findings, index, table, dtype),
-            "impression_emb": _embedding_column(impression, index, table, dtype),
+            **{name: _embedding_column(values, index, table, dtype) for name, values in columns.items()},
             "has_findings": pa.array([t is not None for t in findings]),
             "has_impression": pa.array([t is not None for t in impression]),
         }

@@ -44,14 +44,20 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 AUGMENTS = ("paper", "official")
 BATCH_KEYS = ("view1", "view2", "findings_emb", "impression_emb", "has_findings", "study_id")
 EMBEDDING_COLUMNS = ("study_id", "findings_emb", "impression_emb", "has_findings")
+REPORT_COLUMN = "report_emb"
 
 
 @dataclass(frozen=True)
 class TextEmbedding:
-    """Frozen text embeddings of one study; ``findings`` is None when its report has no Findings."""
+    """Frozen text embeddings of one study; ``findings`` is None when its report has no Findings.
+
+    ``report`` (the whole report, for the Find&Imp alignment) is there only when the embeddings file
+    has a ``report_emb`` column.
+    """
 
     impression: np.ndarray
     findings: np.ndarray | None
+    report: np.ndarray | None = None
 
     @property
     def has_findings(self) -> bool:
@@ -75,7 +81,8 @@ def load_embeddings(path: str | Path) -> dict[int, TextEmbedding]:
     missing = [name for name in EMBEDDING_COLUMNS if name not in schema.names]
     if missing:
         raise ValueError(f"{path}: missing column(s) {missing}")
-    table = pq.read_table(path, columns=list(EMBEDDING_COLUMNS))
+    with_report = REPORT_COLUMN in schema.names
+    table = pq.read_table(path, columns=[*EMBEDDING_COLUMNS, *([REPORT_COLUMN] if with_report else [])])
     if table["study_id"].null_count:
         raise ValueError(f"{path}: null study_id")
     study_ids = table["study_id"].to_numpy()
@@ -89,10 +96,15 @@ def load_embeddings(path: str | Path) -> dict[int, TextEmbedding]:
     if (has_findings != findings_valid).any():
         study = int(study_ids[np.flatnonzero(has_findings != findings_valid)[0]])
         raise ValueError(f"{path}: has_findings disagrees with findings_emb being null (study {study})")
+    report, has_report = _matrix(table, REPORT_COLUMN, path) if with_report else (None, has_impression)
     if not has_impression.all():
         log.warning("%s: %d studies without an impression embedding left out", path, (~has_impression).sum())
+    if not (has_report | ~has_impression).all():
+        raise ValueError(f"{path}: report_emb is null for a study that has an impression")
     return {
-        int(study): TextEmbedding(impression[i], findings[i] if findings_valid[i] else None)
+        int(study): TextEmbedding(
+            impression[i], findings[i] if findings_valid[i] else None, None if report is None else report[i]
+        )
         for i, study in enumerate(study_ids)
         if has_impression[i]
     }
@@ -181,7 +193,8 @@ def build_pretrain_loader(
     """One epoch of pretraining batches for ``rank``: dicts with exactly the keys of ``BATCH_KEYS``.
 
     ``view1``/``view2`` float32 B x 3 x crop x crop, ``findings_emb``/``impression_emb`` float32 B x D
-    (findings zero where missing), ``has_findings`` bool B, ``study_id`` int64 B. ``num_samples`` is the
+    (findings zero where missing), ``has_findings`` bool B, ``study_id`` int64 B; plus ``report_emb``
+    float32 B x D when the embeddings have whole-report vectors. ``num_samples`` is the
     number of training images (the epoch length); ``len(loader)`` is :func:`steps_per_epoch`.
     """
     if not shards:
@@ -301,7 +314,7 @@ def _batches(items: Iterator[_Item], batch_size: int) -> Iterator[dict[str, torc
     while len(chunk := list(itertools.islice(items, batch_size))) == batch_size:
         dim = chunk[0].text.impression.shape[0]
         zeros = np.zeros(dim, dtype=np.float32)
-        yield {
+        batch = {
             "view1": torch.stack([item.view1 for item in chunk]),
             "view2": torch.stack([item.view2 for item in chunk]),
             "findings_emb": torch.from_numpy(
@@ -314,3 +327,6 @@ def _batches(items: Iterator[_Item], batch_size: int) -> Iterator[dict[str, torc
             "has_findings": torch.tensor([item.text.has_findings for item in chunk], dtype=torch.bool),
             "study_id": torch.tensor([item.study_id for item in chunk], dtype=torch.int64),
         }
+        if chunk[0].text.report is not None:
+            batch["report_emb"] = torch.from_numpy(np.stack([item.text.report for item in chunk]).astype(np.float32))
+        yield batch

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 Batch = Mapping[str, Tensor]
 LoaderFactory = Callable[..., Iterable[Batch]]
 ENCODER_METADATA_KEY = "imitate.encoder"
-MODEL_INPUTS = ("view1", "view2", "findings_emb", "impression_emb", "has_findings")
+MODEL_INPUTS = ("view1", "view2", "findings_emb", "impression_emb", "has_findings", "report_emb")
 # keys of the YAML ``pretrain:`` block that configure the loss -> LossConfig fields
 LOSS_KEYS = {
     "lambda": "lam",
@@ -150,7 +150,7 @@ class Trainer:
         self.skipped = 0
 
     def _losses(self, batch: Batch) -> dict[str, Tensor]:
-        inputs = {k: batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS}
+        inputs = {k: batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS if k in batch}
         if self.cuda:
             for view in ("view1", "view2"):
                 inputs[view] = inputs[view].contiguous(memory_format=torch.channels_last)

@@ -13,6 +13,8 @@ rule embed:
         run_id=RUN_ID,
         cfg=config["embed"],
         remote_code="--trust-remote-code" if config["embed"]["trust_remote_code"] else "",
+        # the Find&Imp alignment (Table IX) trains on whole-report embeddings
+        report="--report" if config["pretrain"]["alignment"] == "concat" else "",
     threads: 2
     conda:
         "../../envs/imitate.yaml"
@@ -20,7 +22,7 @@ rule embed:
         "IMITATE_RULE=embed IMITATE_WILDCARDS={wildcards:q} python -m imitate embed {input.studies} --out {output.embeddings} --encoder {params.cfg[encoder]}"
         " --pooling {params.cfg[pooling]} --max-length {params.cfg[max_length]}"
         " --batch-size {params.cfg[batch_size]} --dtype {params.cfg[dtype]} --device {params.cfg[device]}"
-        " {params.remote_code} --run-id {params.run_id} > {log} 2>&1"
+        " {params.remote_code} {params.report} --run-id {params.run_id} > {log} 2>&1"
 
 
 rule embed_map:
