@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import math
@@ -239,7 +240,10 @@ def test_the_command_trains_on_real_shards(tmp_path: Path):
     manifest, embeddings = write_tiny_dataset(tmp_path)
     parser = argparse.ArgumentParser()
     pretrain_command.add_arguments(parser)
-    model = {"backbone": "resnet18", "token_size": 4, "attn_dim": 32, "attn_heads": 2, "proj_dim": 16}
+    init = tmp_path / "rn18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), init)
+    model = {"backbone": "resnet18", "init": str(init), "token_size": 4, "attn_dim": 32, "attn_heads": 2,
+             "proj_dim": 16}
     settings = {"crop_size": 32, "batch_size": 4, "epochs": 1, "lr": 1e-3, "weight_decay": 0.05, "workers": 0}
     out = tmp_path / "pretrain"
     args = parser.parse_args(
@@ -264,3 +268,5 @@ def test_the_command_trains_on_real_shards(tmp_path: Path):
     assert card["train_images"] == 8 and card["val_images"] == 4 and card["steps"] == 2
     assert card["config"]["seed"] == 3 and card["text_embeddings"]["encoder"] == "tiny"
     assert load_checkpoint(out / "checkpoint.pt")["text_embeddings"] == card["text_embeddings"]
+    record = json.loads((out / "encoder.safetensors.provenance.json").read_text())
+    assert record["inputs"]["init_weights"]["sha256"] == hashlib.sha256(init.read_bytes()).hexdigest()

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from imitate.config import load_config, parse_settings
+from imitate.models.backbone import init_file
 from imitate.provenance import stage_run
 from imitate.text.store import read_embedding_facts
 from imitate.train.pretrain import ShardSplit, config_from_settings, pretrain
@@ -46,9 +47,13 @@ def main(args: argparse.Namespace) -> int:
         val.num_samples,
         len(val.paths),
     )
+    inputs = {"shards": args.shards, "embeddings": args.embeddings}
+    weights = init_file(cfg.model.backbone, cfg.model.init)
+    if weights is not None and weights.is_file():  # a missing file fails below, with the backbone's message
+        inputs["init_weights"] = str(weights)
     with stage_run(
         "pretrain",
-        inputs={"shards": args.shards, "embeddings": args.embeddings},
+        inputs=inputs,
         settings={"model": model, "pretrain": settings},
         outputs=[out / name for name in OUTPUTS],
         run_id=args.run_id,

@@ -64,24 +64,29 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
     return state
 
 
+def init_file(name: str, init: str) -> Path | None:
+    """The file ``init`` reads for backbone ``name`` (None for ``none``), e.g. to hash in provenance."""
+    if init == "none":
+        return None
+    return imagenet_weights_path(name) if init == "imagenet" else Path(init)
+
+
 def resolve_init(name: str, init: str) -> dict[str, Tensor] | None:
     """The state_dict that ``init`` names (``none`` -> None). Never downloads.
 
     ``imagenet`` reads torchvision's weights from the local torch cache; anything else is a path to a
     torchvision ResNet state_dict (``.pth``/``.pt`` or ``.safetensors``, with or without ``fc``).
     """
-    if init == "none":
+    path = init_file(name, init)
+    if path is None:
         return None
-    if init == "imagenet":
-        path = imagenet_weights_path(name)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"{path}: ImageNet weights for {name} are not in the local torch cache and are never "
-                f"downloaded at run time; fetch {BACKBONES[name][1].url} and place the file at that path "
-                "(or set TORCH_HOME), or use init: none"
-            )
-        return _read_state_dict(path)
-    return _read_state_dict(Path(init))
+    if init == "imagenet" and not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: ImageNet weights for {name} are not in the local torch cache and are never "
+            f"downloaded at run time; fetch {BACKBONES[name][1].url} and place the file at that path "
+            "(or set TORCH_HOME), or use init: none"
+        )
+    return _read_state_dict(path)
 
 
 class ResNetBackbone(nn.Module):
