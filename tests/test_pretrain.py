@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import math
+import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +26,10 @@ from safetensors.torch import load_file
 from imitate.commands import pretrain as pretrain_command
 from imitate.losses import TERMS, ImitateLoss, LossConfig
 from imitate.models import ImitateModel, ModelConfig
-from imitate.text.store import METADATA_KEY
+from imitate.text.store import METADATA_KEY, EmbeddingMismatchError
 from imitate.train.checkpoint import load_checkpoint
 from imitate.train.data import TextEmbedding
+from imitate.train.interrupt import InterruptedRunError
 from imitate.train.pretrain import (
     ENCODER_METADATA_KEY,
     PretrainConfig,
@@ -35,6 +38,7 @@ from imitate.train.pretrain import (
     param_groups,
     pretrain,
 )
+from imitate.train.progress import RESUME_NAME
 from imitate.train.schedule import WarmupCosine, warmup_cosine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -85,8 +89,10 @@ TRAIN = ShardSplit((Path("train-000000.tar"),), 8)
 VAL = ShardSplit((Path("validate-000000.tar"), Path("validate-000001.tar")), 4)
 
 
-def run(out: Path, epochs: int = 2, **loader_kwargs) -> object:
-    cfg = PretrainConfig(model=TINY, crop_size=32, batch_size=4, epochs=epochs, lr=1e-3, warmup_fraction=0.25)
+def run(out: Path, epochs: int = 2, *, build_loader=None, resume: bool = False, lr: float = 1e-3,
+        max_skipped_steps: int = 20, **loader_kwargs) -> object:
+    cfg = PretrainConfig(model=TINY, crop_size=32, batch_size=4, epochs=epochs, lr=lr, warmup_fraction=0.25,
+                         max_skipped_steps=max_skipped_steps)
     return pretrain(
         cfg,
         shards=TRAIN,
@@ -94,7 +100,8 @@ def run(out: Path, epochs: int = 2, **loader_kwargs) -> object:
         embeddings=EMBEDDINGS,
         out_dir=out,
         text_facts={"encoder": "test-encoder", "dim": DIM},
-        build_loader=lambda *a, **k: in_memory_loader(*a, **k, **loader_kwargs),
+        build_loader=build_loader or (lambda *a, **k: in_memory_loader(*a, **k, **loader_kwargs)),
+        resume=resume,
     )
 
 
@@ -166,8 +173,9 @@ def test_pretrain_writes_all_four_outputs(tmp_path: Path):
     assert card["config"]["model"]["text_dim"] == DIM
 
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")  # weights_only=True
-    assert {"model", "optimizer", "scheduler", "epoch", "step", "rng", "config"} <= set(ckpt)
-    assert ckpt["epoch"] == 1 and ckpt["step"] == 4 and ckpt["scheduler"]["last_epoch"] == 4
+    assert {"model", "optimizer", "scheduler", "position", "step", "rng", "config", "best_encoder"} <= set(ckpt)
+    assert ckpt["position"] == {"epoch": 2, "batch": 0} and ckpt["step"] == 4
+    assert ckpt["scheduler"]["last_epoch"] == 4
     model = ImitateModel(ModelConfig(**{**TINY.__dict__, "text_dim": DIM}))
     model.load_state_dict(ckpt["model"])
     torch.optim.AdamW(param_groups(model, 0.05)).load_state_dict(ckpt["optimizer"])
@@ -270,3 +278,57 @@ def test_the_command_trains_on_real_shards(tmp_path: Path):
     assert load_checkpoint(out / "checkpoint.pt")["text_embeddings"] == card["text_embeddings"]
     record = json.loads((out / "encoder.safetensors.provenance.json").read_text())
     assert record["inputs"]["init_weights"]["sha256"] == hashlib.sha256(init.read_bytes()).hexdigest()
+
+
+def _sigterm_before(epoch: int, index: int):
+    """A loader that sends this process SIGTERM just before handing out batch ``index`` of ``epoch``."""
+
+    def build(*args, **kwargs):
+        for i, batch in enumerate(in_memory_loader(*args, **kwargs)):
+            if (kwargs["epoch"], i, len(args[0])) == (epoch, index, len(TRAIN.paths)):
+                os.kill(os.getpid(), signal.SIGTERM)
+            yield batch
+
+    return build
+
+
+def _step_losses(path: Path) -> list[dict]:
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in ("images_per_s", "seconds")} for r in records]
+
+
+def test_sigterm_mid_epoch_then_resume_gives_the_uninterrupted_weights_bit_for_bit(tmp_path: Path):
+    run(tmp_path / "whole", epochs=3)
+    out = tmp_path / "interrupted"
+    with pytest.raises(InterruptedRunError, match=r"SIGTERM; resume from .*resume\.pt"):
+        run(out, epochs=3, build_loader=_sigterm_before(epoch=1, index=0))
+    state = load_checkpoint(out / RESUME_NAME)
+    assert state["position"] == {"epoch": 1, "batch": 1} and state["step"] == 3  # mid-epoch: 1 of 2 batches
+    assert not (out / "encoder.safetensors").exists()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone after the run
+    run(out, epochs=3, resume=True)
+    whole, resumed = load_checkpoint(tmp_path / "whole/checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
+    assert all(torch.equal(whole["model"][k], resumed["model"][k]) for k in whole["model"])
+    assert (out / "encoder.safetensors").read_bytes() == (tmp_path / "whole/encoder.safetensors").read_bytes()
+    assert _step_losses(out / "metrics.jsonl") == _step_losses(tmp_path / "whole/metrics.jsonl")
+    assert not (out / RESUME_NAME).exists()
+
+
+def test_resume_refuses_other_settings_or_other_embeddings(tmp_path: Path):
+    with pytest.raises(InterruptedRunError):
+        run(tmp_path, epochs=2, build_loader=_sigterm_before(epoch=0, index=1))
+    with pytest.raises(ValueError, match=r"resume\.pt was written by a run with other settings \(lr differ\)"):
+        run(tmp_path, epochs=2, resume=True, lr=2e-3)
+    cfg = PretrainConfig(model=TINY, crop_size=32, batch_size=4, epochs=2, lr=1e-3, warmup_fraction=0.25)
+    with pytest.raises(EmbeddingMismatchError, match="differ in encoder"):
+        pretrain(cfg, shards=TRAIN, val_shards=VAL, embeddings=EMBEDDINGS, out_dir=tmp_path, resume=True,
+                 text_facts={"encoder": "another", "dim": DIM}, build_loader=in_memory_loader)
+    run(tmp_path, epochs=2)  # without --resume a run starts afresh and removes the old state
+    assert not (tmp_path / RESUME_NAME).exists()
+
+
+def test_consecutive_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path: Path):
+    with pytest.raises(RuntimeError, match=r"1 consecutive steps had a non-finite loss \(step 2\)"):
+        run(tmp_path, epochs=2, poison=(0, 1), max_skipped_steps=1)
+    state = load_checkpoint(tmp_path / RESUME_NAME)
+    assert state["skipped_steps"] == 1 and state["position"] == {"epoch": 0, "batch": 2}

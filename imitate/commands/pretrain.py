@@ -10,6 +10,7 @@ from imitate.config import load_config, parse_settings
 from imitate.models.backbone import init_file
 from imitate.provenance import stage_run
 from imitate.text.store import read_embedding_facts
+from imitate.train.interrupt import InterruptedRunError
 from imitate.train.pretrain import ShardSplit, config_from_settings, pretrain
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-settings", default=None, help="JSON of the model block (else --config)")
     parser.add_argument("--seed", type=int, default=None, help="default: the config's seed, else 0")
     parser.add_argument("--out-dir", required=True, help="directory for the four pretraining outputs")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from OUT_DIR/resume.pt if an interrupted run left one"
+    )
     parser.add_argument("--run-id", default=None, help="run name recorded in provenance")
 
 
@@ -51,22 +55,27 @@ def main(args: argparse.Namespace) -> int:
     weights = init_file(cfg.model.backbone, cfg.model.init)
     if weights is not None and weights.is_file():  # a missing file fails below, with the backbone's message
         inputs["init_weights"] = str(weights)
-    with stage_run(
-        "pretrain",
-        inputs=inputs,
-        settings={"model": model, "pretrain": settings},
-        outputs=[out / name for name in OUTPUTS],
-        run_id=args.run_id,
-        seeds={"torch": seed},
-    ):
-        result = pretrain(
-            cfg,
-            shards=train,
-            val_shards=val,
-            embeddings=args.embeddings,
-            out_dir=out,
-            text_facts=read_embedding_facts(args.embeddings),
-        )
+    try:
+        with stage_run(
+            "pretrain",
+            inputs=inputs,
+            settings={"model": model, "pretrain": settings},
+            outputs=[out / name for name in OUTPUTS],
+            run_id=args.run_id,
+            seeds={"torch": seed},
+        ):
+            result = pretrain(
+                cfg,
+                shards=train,
+                val_shards=val,
+                embeddings=args.embeddings,
+                out_dir=out,
+                text_facts=read_embedding_facts(args.embeddings),
+                resume=args.resume,
+            )
+    except InterruptedRunError as exc:  # preempted: the resume state is on disk
+        log.warning("%s", exc)
+        return 128 + exc.signum
     log.info(
         "pretrain: %d epochs, %d steps (%d skipped); best epoch %d, val loss %.4f",
         result.epochs,

@@ -43,17 +43,22 @@ def describe(facts: Mapping[str, Any]) -> str:
     )
 
 
+def check_facts(facts: Mapping[str, Any], expected: Mapping[str, Any], source: str, consumer: str) -> None:
+    """Raise :class:`EmbeddingMismatchError` unless ``facts`` (of ``source``) match ``expected``."""
+    differ = [key for key in IDENTITY_KEYS if key in expected and facts.get(key) != expected[key]]
+    if differ:
+        raise EmbeddingMismatchError(
+            f"{source} was made by {describe(facts)}, but {consumer} was trained on embeddings from "
+            f"{describe(expected)}; they differ in {', '.join(differ)}. Re-run `imitate embed` with that "
+            f"encoder and settings, or use the embeddings {consumer} was trained with."
+        )
+
+
 def check_compatible(path: str | Path, expected: Mapping[str, Any], consumer: str) -> dict[str, Any]:
     """Return ``path``'s facts if they match ``expected`` on every identity key, else raise clearly.
 
     ``consumer`` names what holds ``expected`` (e.g. a checkpoint path) in the error message.
     """
     facts = read_embedding_facts(path)
-    differ = [key for key in IDENTITY_KEYS if key in expected and facts.get(key) != expected[key]]
-    if differ:
-        raise EmbeddingMismatchError(
-            f"{path} was made by {describe(facts)}, but {consumer} was trained on embeddings from "
-            f"{describe(expected)}; they differ in {', '.join(differ)}. Re-run `imitate embed` with that "
-            f"encoder and settings, or use the embeddings {consumer} was trained with."
-        )
+    check_facts(facts, expected, str(path), consumer)
     return facts

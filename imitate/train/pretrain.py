@@ -17,9 +17,11 @@ seed writes the same weights.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
+import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -33,8 +35,11 @@ from imitate.files import write_json
 from imitate.losses import ImitateLoss, LossConfig, terms_from_groups
 from imitate.models import ImitateModel, ModelConfig
 from imitate.shards.reader import count_samples, shard_paths
-from imitate.train.checkpoint import rng_state, save_checkpoint, save_encoder
+from imitate.text.store import check_facts
+from imitate.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, save_encoder, set_rng_state
 from imitate.train.data import TextEmbedding, build_pretrain_loader, load_embeddings, steps_per_epoch
+from imitate.train.interrupt import InterruptedRunError, StopFlag, stop_on_signals
+from imitate.train.progress import RESUME_NAME, Progress, check_same_config, open_metrics
 from imitate.train.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
@@ -71,6 +76,7 @@ class PretrainConfig:
     rotation_degrees: float = 15.0
     workers: int = 1
     device: str = "cpu"
+    max_skipped_steps: int = 20  # consecutive non-finite losses before the run stops
     seed: int = 0
 
 
@@ -148,6 +154,7 @@ class Trainer:
         self.scheduler = warmup_cosine(self.optimizer, total_steps, cfg.warmup_fraction)
         self.step = 0
         self.skipped = 0
+        self.consecutive_skips = 0
 
     def _losses(self, batch: Batch) -> dict[str, Tensor]:
         inputs = {k: batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS if k in batch}
@@ -170,11 +177,13 @@ class Trainer:
         if finite:
             total.backward()
             self.optimizer.step()
+            self.consecutive_skips = 0
         else:
             with torch.no_grad():
                 for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
                     buffer.copy_(saved)
             self.skipped += 1
+            self.consecutive_skips += 1
             log.warning(
                 "step %d: non-finite loss %s, update skipped (%d so far)", self.step, total.item(), self.skipped
             )
@@ -204,20 +213,32 @@ class Trainer:
             raise ValueError("validation loader yielded no batches")
         return {k: v / n for k, v in sums.items()}
 
-    def state(self, epoch: int, best: tuple[int, float] | None) -> dict[str, Any]:
-        """Everything needed to resume after ``epoch``, as plain containers and tensors."""
+    def state(self, progress: Progress, text: Mapping[str, Any]) -> dict[str, Any]:
+        """Everything needed to continue at ``progress``, as plain containers and tensors."""
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
-            "epoch": epoch,
             "step": self.step,
             "skipped_steps": self.skipped,
-            "best_epoch": None if best is None else best[0],
-            "best_val_loss": None if best is None else best[1],
+            "consecutive_skips": self.consecutive_skips,
             "rng": rng_state(),
             "config": asdict(self.cfg),
+            "text_embeddings": dict(text),
+            **progress.as_state(),
         }
+
+    def restore(self, state: Mapping[str, Any], path: Path, text: Mapping[str, Any]) -> Progress:
+        """Continue from a :meth:`state` saved by a run with the same config and text embeddings."""
+        check_same_config(state["config"], asdict(self.cfg), path)
+        check_facts(text, state["text_embeddings"], "the embeddings given", str(path))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.skipped = state["step"], state["skipped_steps"]
+        self.consecutive_skips = state["consecutive_skips"]
+        set_rng_state(state["rng"])
+        return Progress.from_state(state)
 
 
 @contextlib.contextmanager
@@ -238,20 +259,30 @@ def _write_record(fh: IO[str], record: Mapping[str, Any]) -> None:
     fh.flush()
 
 
-def _train_epoch(trainer: Trainer, batches: Iterable[Batch], epoch: int, metrics: IO[str]) -> float:
-    """Run one epoch; returns the mean finite total loss."""
-    totals = []
+def _train_epoch(
+    trainer: Trainer, batches: Iterable[Batch], progress: Progress, metrics: IO[str], stop: StopFlag, max_skips: int
+) -> str | None:
+    """Train from batch ``progress.batch`` of ``progress.epoch`` to the end of the epoch, or until a stop.
+
+    Returns None at the end of the epoch, ``"signal"`` after a stop signal, ``"diverged"`` after
+    ``max_skips`` consecutive non-finite losses; ``progress`` always names the next batch to train.
+    """
     last = time.perf_counter()
-    for batch in batches:
+    for batch in itertools.islice(batches, progress.batch, None):
         record = trainer.train_step(batch)
+        progress.batch += 1
         now = time.perf_counter()
-        record.update(epoch=epoch, images_per_s=batch["view1"].shape[0] / (now - last))
+        record.update(epoch=progress.epoch, images_per_s=batch["view1"].shape[0] / (now - last))
         last = now
         _write_record(metrics, record)
         if record["total_loss"] is not None and not record["skipped"]:
-            totals.append(record["total_loss"])
-        log.debug("epoch %d step %d: loss %s", epoch, record["step"], record["total_loss"])
-    return sum(totals) / len(totals) if totals else math.nan
+            progress.epoch_losses.append(record["total_loss"])
+        log.debug("epoch %d step %d: loss %s", progress.epoch, record["step"], record["total_loss"])
+        if stop.signal is not None:
+            return "signal"
+        if trainer.consecutive_skips >= max_skips:
+            return "diverged"
+    return None
 
 
 def pretrain(
@@ -263,13 +294,17 @@ def pretrain(
     out_dir: str | Path,
     text_facts: Mapping[str, Any] | None = None,
     build_loader: LoaderFactory = build_pretrain_loader,
+    resume: bool = False,
 ) -> PretrainResult:
     """Pretrain IMITATE on ``shards``, select the epoch by the loss on ``val_shards``, write ``out_dir``.
 
     ``embeddings`` is the embeddings Parquet (or its loaded table); ``text_facts`` (what the embeddings
     were made with, :func:`imitate.text.store.read_embedding_facts`) go into the checkpoint and the
     model card, so that embeddings paired with this model later can be checked against them.
-    ``build_loader`` has :func:`imitate.train.data.build_pretrain_loader`'s signature.
+    ``build_loader`` has :func:`imitate.train.data.build_pretrain_loader`'s signature. With ``resume``,
+    a run continues from ``out_dir/resume.pt`` when there is one (see :mod:`imitate.train.progress`);
+    SIGTERM or SIGINT stops it after the current step with that file written
+    (:class:`~imitate.train.interrupt.InterruptedRunError`).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -303,42 +338,58 @@ def pretrain(
         )
 
     text = dict(text_facts or {})
-    best: tuple[int, float] | None = None
-    with _seeded(cfg.seed, device), (out_dir / "metrics.jsonl").open("w") as metrics:
+    resume_path = out_dir / RESUME_NAME
+    with _seeded(cfg.seed, device), stop_on_signals() as stop:
         trainer = Trainer(cfg, device, cfg.epochs * steps)
+        progress, resumed = Progress(), resume and resume_path.exists()
+        if resumed:
+            progress = trainer.restore(load_checkpoint(resume_path), resume_path, text)
+            log.info("resuming from %s at epoch %d, batch %d", resume_path, progress.epoch, progress.batch)
+        else:
+            resume_path.unlink(missing_ok=True)  # a fresh run must never be continued as an older one
         val_batches = loader(val_shards, 0, min(cfg.batch_size, val_shards.num_samples))
-        for epoch in range(cfg.epochs):
-            start = time.perf_counter()
-            train_loss = _train_epoch(trainer, loader(shards, epoch, cfg.batch_size), epoch, metrics)
-            val = trainer.validate(val_batches)
-            improved = math.isfinite(val["total_loss"]) and (best is None or val["total_loss"] < best[1])
-            if improved:
-                best = (epoch, val["total_loss"])
-                _export_encoder(trainer, out_dir / "encoder.safetensors", epoch)
-            save_checkpoint(out_dir / "checkpoint.pt", {**trainer.state(epoch, best), "text_embeddings": text})
-            seconds = time.perf_counter() - start
-            _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
-            log.info(
-                "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
-                epoch,
-                train_loss,
-                val["total_loss"],
-                " (best)" if improved else "",
-                seconds,
-            )
-    if best is None:
+        with open_metrics(out_dir / "metrics.jsonl", trainer.step if resumed else None) as metrics:
+            while progress.epoch < cfg.epochs:
+                epoch, start = progress.epoch, time.perf_counter()
+                batches = loader(shards, epoch, cfg.batch_size)
+                stopped = _train_epoch(trainer, batches, progress, metrics, stop, cfg.max_skipped_steps)
+                if stopped is not None:
+                    save_checkpoint(resume_path, trainer.state(progress, text))
+                    if stopped == "signal":
+                        raise InterruptedRunError(stop.signal or signal.SIGTERM, str(resume_path))
+                    raise RuntimeError(
+                        f"{cfg.max_skipped_steps} consecutive steps had a non-finite loss (step {trainer.step}); "
+                        f"the run stopped. State saved to {resume_path}; lower the learning rate or check the data"
+                    )
+                train_loss, val = progress.train_loss(), trainer.validate(val_batches)
+                best = progress.best_val_loss
+                improved = math.isfinite(val["total_loss"]) and (best is None or val["total_loss"] < best)
+                if improved:
+                    progress.best_epoch, progress.best_val_loss = epoch, val["total_loss"]
+                    progress.best_encoder = trainer.model.encoder().export_torchvision_state_dict()
+                progress.epoch, progress.batch, progress.epoch_losses = epoch + 1, 0, []
+                save_checkpoint(resume_path, trainer.state(progress, text))
+                seconds = time.perf_counter() - start
+                _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
+                log.info(
+                    "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
+                    epoch, train_loss, val["total_loss"], " (best)" if improved else "", seconds,
+                )
+    if progress.best_encoder is None or progress.best_epoch is None or progress.best_val_loss is None:
         raise RuntimeError(f"{out_dir}: the validation loss was never finite; no encoder was written")
+    save_checkpoint(out_dir / "checkpoint.pt", trainer.state(progress, text))
+    _export_encoder(cfg.model.backbone, progress.best_encoder, out_dir / "encoder.safetensors", progress.best_epoch)
+    best = (progress.best_epoch, progress.best_val_loss)
     write_json(out_dir / "model_card.json", _model_card(cfg, trainer, best, shards, val_shards, text))
-    return PretrainResult(out_dir, cfg.epochs, trainer.step, trainer.skipped, best[0], best[1])
+    resume_path.unlink()
+    return PretrainResult(out_dir, cfg.epochs, trainer.step, trainer.skipped, *best)
 
 
-def _export_encoder(trainer: Trainer, path: Path, epoch: int) -> None:
-    backbone = trainer.model.encoder()
+def _export_encoder(backbone: str, state: Mapping[str, Tensor], path: Path, epoch: int) -> None:
     # one metadata key: safetensors writes its metadata map in no fixed order, so several keys would
     # make the bytes of identical runs differ
-    facts = {"backbone": backbone.name, "epoch": epoch, "keys": "torchvision ResNet state_dict without fc"}
-    metadata = {ENCODER_METADATA_KEY: json.dumps(facts, sort_keys=True)}
-    save_encoder(path, backbone.export_torchvision_state_dict(), metadata)
+    facts = {"backbone": backbone, "epoch": epoch, "keys": "torchvision ResNet state_dict without fc"}
+    save_encoder(path, state, {ENCODER_METADATA_KEY: json.dumps(facts, sort_keys=True)})
 
 
 def _epoch_record(

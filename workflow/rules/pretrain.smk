@@ -1,4 +1,6 @@
 # Image shards x text embeddings -> IMITATE pretraining (one process, on the CPU or one GPU).
+# --resume: a rerun after a preemption continues from results/pretrain/resume.pt (not an output, so a
+# failed job does not delete it).
 
 
 rule pretrain:
@@ -26,7 +28,7 @@ rule pretrain:
     shell:
         "IMITATE_RULE=pretrain IMITATE_WILDCARDS={wildcards:q} python -m imitate pretrain --shards {input.shards} --embeddings {input.embeddings}"
         " --model-settings {params.model:q} --settings {params.pretrain:q}"
-        " --seed {params.seed} --out-dir results/pretrain --run-id {params.run_id} > {log} 2>&1"
+        " --seed {params.seed} --out-dir results/pretrain --resume --run-id {params.run_id} > {log} 2>&1"
 
 
 rule loss_curve:

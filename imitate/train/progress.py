@@ -1,0 +1,88 @@
+"""Where a pretraining run stands, so that it can stop at any step and continue bit for bit.
+
+The resumable checkpoint (``resume.pt`` beside the outputs, not a workflow output, so a failed or
+preempted job does not lose it) holds the trainer state plus a :class:`Progress`: the next batch to
+train, the losses of the epoch so far, and the best epoch with its encoder weights. The data position
+is the batch index: the loader of an epoch is a function of (seed, epoch), so a resumed epoch replays
+its first batches unused and continues with exactly the batches the uninterrupted run would have seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from torch import Tensor
+
+RESUME_NAME = "resume.pt"
+
+
+@dataclass
+class Progress:
+    """The next batch to train (``epoch``, ``batch``) and what the run has found so far."""
+
+    epoch: int = 0
+    batch: int = 0
+    epoch_losses: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val_loss: float | None = None
+    best_encoder: dict[str, Tensor] | None = None
+
+    def train_loss(self) -> float:
+        """Mean of the finite training losses of the current epoch."""
+        return sum(self.epoch_losses) / len(self.epoch_losses) if self.epoch_losses else math.nan
+
+    def as_state(self) -> dict[str, Any]:
+        return {
+            "position": {"epoch": self.epoch, "batch": self.batch},
+            "epoch_losses": list(self.epoch_losses),
+            "best_epoch": self.best_epoch,
+            "best_val_loss": self.best_val_loss,
+            "best_encoder": self.best_encoder,
+        }
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Progress:
+        return cls(
+            state["position"]["epoch"],
+            state["position"]["batch"],
+            list(state["epoch_losses"]),
+            state["best_epoch"],
+            state["best_val_loss"],
+            state["best_encoder"],
+        )
+
+
+def check_same_config(saved: Mapping[str, Any], current: Mapping[str, Any], checkpoint: Path) -> None:
+    """A run resumes only under the configuration it started with."""
+    differ = sorted(key for key in set(saved) | set(current) if _plain(saved.get(key)) != _plain(current.get(key)))
+    if differ:
+        raise ValueError(
+            f"{checkpoint} was written by a run with other settings ({', '.join(differ)} differ); "
+            f"delete it to start afresh with the new ones"
+        )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples and lists compare equal (a checkpoint may hold either)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def open_metrics(path: Path, resumed_step: int | None) -> IO[str]:
+    """The metrics log: new, or, when resuming, cut back to the records up to ``resumed_step``.
+
+    Steps run after the last checkpoint of an interrupted run are run again, so their records go.
+    """
+    if resumed_step is None or not path.exists():
+        return path.open("w")
+    kept = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= resumed_step]
+    path.write_text("".join(line + "\n" for line in kept))
+    return path.open("a")
