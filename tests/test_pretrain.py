@@ -30,16 +30,11 @@ from imitate.text.store import METADATA_KEY, EmbeddingMismatchError
 from imitate.train.checkpoint import load_checkpoint
 from imitate.train.data import TextEmbedding
 from imitate.train.interrupt import InterruptedRunError
-from imitate.train.pretrain import (
-    ENCODER_METADATA_KEY,
-    PretrainConfig,
-    ShardSplit,
-    config_from_settings,
-    param_groups,
-    pretrain,
-)
+from imitate.train.pretrain import ENCODER_METADATA_KEY, ShardSplit, pretrain
 from imitate.train.progress import RESUME_NAME
 from imitate.train.schedule import WarmupCosine, warmup_cosine
+from imitate.train.settings import PretrainConfig, config_from_settings
+from imitate.train.trainer import param_groups
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 12

@@ -11,7 +11,8 @@ from imitate.models.backbone import init_file
 from imitate.provenance import stage_run
 from imitate.text.store import read_embedding_facts
 from imitate.train.interrupt import InterruptedRunError
-from imitate.train.pretrain import ShardSplit, config_from_settings, pretrain
+from imitate.train.pretrain import ShardSplit, pretrain
+from imitate.train.settings import config_from_settings
 
 log = logging.getLogger(__name__)
 

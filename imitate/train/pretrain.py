@@ -1,17 +1,19 @@
-"""The IMITATE pretraining loop (single process; rank 0 writes every artifact).
+"""The IMITATE pretraining loop (single process).
 
-Per step: two augmented views -> :class:`ImitateModel` -> :class:`ImitateLoss` -> AdamW, with the
-learning rate following a linear warm-up and a cosine decay per step. A step whose loss is NaN or
-infinite is skipped (no update) and counted. After every epoch the validation loss is computed on the
+Per step (:class:`~imitate.train.trainer.Trainer`): two augmented views -> ``ImitateModel`` ->
+``ImitateLoss`` -> AdamW, the learning rate following a linear warm-up and a cosine decay per step; a
+step whose loss is NaN or infinite is skipped (no update) and counted, and after
+``max_skipped_steps`` in a row the run stops. After every epoch the validation loss is computed on the
 validate split with the same batches and channel draws each time (fixed loader epoch, forked RNG), the
-encoder of the best epoch so far is exported, and the full training state is checkpointed.
+encoder of the best epoch so far is kept, and the resumable state is written (``resume.pt``, see
+:mod:`imitate.train.progress`); SIGTERM/SIGINT write it too, mid-epoch.
 
-Outputs in ``out_dir``: ``checkpoint.pt`` (model, optimizer, scheduler, epoch, step, RNG states,
-config; ``torch.load(weights_only=True)``), ``encoder.safetensors`` (torchvision ResNet keys, no
-``fc``), ``metrics.jsonl`` (one ``step`` record per batch, one ``epoch`` record per epoch) and
+Outputs in ``out_dir`` at the end: ``checkpoint.pt`` (the full final state; ``torch.load(weights_only=
+True)``), ``encoder.safetensors`` (the best epoch's ResNet, torchvision keys, no ``fc``),
+``metrics.jsonl`` (one ``step`` record per batch, one ``epoch`` record per epoch) and
 ``model_card.json``. Epochs are numbered from 0. On CUDA the forward runs under bf16 autocast with
 channels_last tensors; on CPU it is float32 with deterministic algorithms, so a rerun with the same
-seed writes the same weights.
+seed, resumed or not, writes the same weights.
 """
 
 from __future__ import annotations
@@ -24,83 +26,26 @@ import math
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from imitate.files import write_json
-from imitate.losses import ImitateLoss, LossConfig, terms_from_groups
-from imitate.models import ImitateModel, ModelConfig
 from imitate.shards.reader import count_samples, shard_paths
-from imitate.text.store import check_facts
-from imitate.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, save_encoder, set_rng_state
+from imitate.train.checkpoint import load_checkpoint, save_checkpoint, save_encoder
 from imitate.train.data import TextEmbedding, build_pretrain_loader, load_embeddings, steps_per_epoch
 from imitate.train.interrupt import InterruptedRunError, StopFlag, stop_on_signals
-from imitate.train.progress import RESUME_NAME, Progress, check_same_config, open_metrics
-from imitate.train.schedule import warmup_cosine
+from imitate.train.progress import RESUME_NAME, Progress, open_metrics
+from imitate.train.settings import PretrainConfig
+from imitate.train.trainer import Batch, Trainer, finite_or_none
 
 log = logging.getLogger(__name__)
 
-Batch = Mapping[str, Tensor]
 LoaderFactory = Callable[..., Iterable[Batch]]
 ENCODER_METADATA_KEY = "imitate.encoder"
-MODEL_INPUTS = ("view1", "view2", "findings_emb", "impression_emb", "has_findings", "report_emb")
-# keys of the YAML ``pretrain:`` block that configure the loss -> LossConfig fields
-LOSS_KEYS = {
-    "lambda": "lam",
-    "tau_vl": "tau_vl",
-    "tau_vv": "tau_vv",
-    "kernel": "kernel",
-    "target": "target",
-    "cicl": "cicl",
-    "alignment": "alignment",
-}
-
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Everything a pretraining run depends on (defaults: the paper's ResNet50 setting)."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    loss: LossConfig = field(default_factory=LossConfig)
-    crop_size: int = 224
-    batch_size: int = 128
-    epochs: int = 50
-    lr: float = 4e-5
-    weight_decay: float = 0.05
-    warmup_fraction: float = 0.1
-    augment: str = "paper"
-    rotation_degrees: float = 15.0
-    workers: int = 1
-    device: str = "cpu"
-    max_skipped_steps: int = 20  # consecutive non-finite losses before the run stops
-    seed: int = 0
-
-
-def _check_keys(block: str, settings: Mapping[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(settings) - allowed)
-    if unknown:
-        raise ValueError(f"{block} settings: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
-
-
-def config_from_settings(model: Mapping[str, Any], pretrain: Mapping[str, Any], seed: int) -> PretrainConfig:
-    """A :class:`PretrainConfig` from the ``model:`` and ``pretrain:`` blocks of config.yaml.
-
-    The loss is set by ``lambda``, ``tau_vl``, ``tau_vv``, ``kernel``, ``target``, ``cicl``,
-    ``alignment`` and ``loss_groups`` (Table VIII groups, e.g. ``[vvh, vlh]``) in the pretrain block.
-    """
-    loop_fields = {f.name for f in fields(PretrainConfig)} - {"model", "loss", "seed"}
-    _check_keys("model", model, {f.name for f in fields(ModelConfig)} - {"text_dim"})
-    _check_keys("pretrain", pretrain, loop_fields | set(LOSS_KEYS) | {"loss_groups"})
-    model_cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.items()})
-    loss_kwargs: dict[str, Any] = {LOSS_KEYS[k]: v for k, v in pretrain.items() if k in LOSS_KEYS}
-    if "loss_groups" in pretrain:
-        loss_kwargs["terms"] = terms_from_groups(tuple(pretrain["loss_groups"]))
-    loop = {k: v for k, v in pretrain.items() if k in loop_fields}
-    return PretrainConfig(model=model_cfg, loss=LossConfig(**loss_kwargs), seed=seed, **loop)
 
 
 class ShardSplit(NamedTuple):
@@ -125,120 +70,6 @@ class PretrainResult:
     skipped_steps: int
     best_epoch: int
     best_val_loss: float
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices and conv kernels only; biases and norm scales (1-D) are not decayed."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return [
-        {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
-    ]
-
-
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
-
-
-class Trainer:
-    """Model, loss, optimizer and schedule of one run, with its step and skip counters."""
-
-    def __init__(self, cfg: PretrainConfig, device: torch.device, total_steps: int) -> None:
-        self.cfg, self.device = cfg, device
-        self.cuda = device.type == "cuda"
-        self.model = ImitateModel(cfg.model).to(device)
-        if self.cuda:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss = ImitateLoss(cfg.loss)
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
-        self.scheduler = warmup_cosine(self.optimizer, total_steps, cfg.warmup_fraction)
-        self.step = 0
-        self.skipped = 0
-        self.consecutive_skips = 0
-
-    def _losses(self, batch: Batch) -> dict[str, Tensor]:
-        inputs = {k: batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS if k in batch}
-        if self.cuda:
-            for view in ("view1", "view2"):
-                inputs[view] = inputs[view].contiguous(memory_format=torch.channels_last)
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
-        with autocast:
-            return self.loss(**self.model(**inputs))
-
-    def train_step(self, batch: Batch) -> dict[str, Any]:
-        """One optimisation step, or a counted skip that leaves the model as it was; returns its record."""
-        lr = self.optimizer.param_groups[0]["lr"]
-        # BatchNorm updates its running statistics in the forward pass: keep them to undo a skipped step
-        buffers = [b.detach().clone() for b in self.model.buffers()]
-        losses = self._losses(batch)
-        total = losses["total_loss"]
-        self.optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(total))
-        if finite:
-            total.backward()
-            self.optimizer.step()
-            self.consecutive_skips = 0
-        else:
-            with torch.no_grad():
-                for buffer, saved in zip(self.model.buffers(), buffers, strict=True):
-                    buffer.copy_(saved)
-            self.skipped += 1
-            self.consecutive_skips += 1
-            log.warning(
-                "step %d: non-finite loss %s, update skipped (%d so far)", self.step, total.item(), self.skipped
-            )
-        self.scheduler.step()
-        self.step += 1
-        values = {k: _finite_or_none(v.item()) for k, v in losses.items()}
-        return {"type": "step", "step": self.step, "lr": lr, "skipped": not finite, **values}
-
-    @torch.no_grad()
-    def validate(self, batches: Iterable[Batch]) -> dict[str, float]:
-        """Sample-weighted mean of every loss term, in eval mode, with channel draws seeded by the run."""
-        self.model.eval()
-        sums: dict[str, float] = {}
-        n = 0
-        devices = []
-        if self.cuda:
-            devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.cfg.seed)
-            for batch in batches:
-                size = batch["view1"].shape[0]
-                for k, v in self._losses(batch).items():
-                    sums[k] = sums.get(k, 0.0) + v.item() * size
-                n += size
-        self.model.train()
-        if n == 0:
-            raise ValueError("validation loader yielded no batches")
-        return {k: v / n for k, v in sums.items()}
-
-    def state(self, progress: Progress, text: Mapping[str, Any]) -> dict[str, Any]:
-        """Everything needed to continue at ``progress``, as plain containers and tensors."""
-        return {
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "step": self.step,
-            "skipped_steps": self.skipped,
-            "consecutive_skips": self.consecutive_skips,
-            "rng": rng_state(),
-            "config": asdict(self.cfg),
-            "text_embeddings": dict(text),
-            **progress.as_state(),
-        }
-
-    def restore(self, state: Mapping[str, Any], path: Path, text: Mapping[str, Any]) -> Progress:
-        """Continue from a :meth:`state` saved by a run with the same config and text embeddings."""
-        check_same_config(state["config"], asdict(self.cfg), path)
-        check_facts(text, state["text_embeddings"], "the embeddings given", str(path))
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.step, self.skipped = state["step"], state["skipped_steps"]
-        self.consecutive_skips = state["consecutive_skips"]
-        set_rng_state(state["rng"])
-        return Progress.from_state(state)
 
 
 @contextlib.contextmanager
@@ -399,8 +230,8 @@ def _epoch_record(
         "type": "epoch",
         "epoch": epoch,
         "step": trainer.step,
-        "train_loss": _finite_or_none(train_loss),
-        **{f"val_{k}": _finite_or_none(v) for k, v in val.items()},
+        "train_loss": finite_or_none(train_loss),
+        **{f"val_{k}": finite_or_none(v) for k, v in val.items()},
         "best": best,
         "seconds": seconds,
     }

@@ -1,0 +1,65 @@
+"""The pretraining run's settings: :class:`PretrainConfig` and how config.yaml's blocks map onto it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from imitate.losses import LossConfig, terms_from_groups
+from imitate.models import ModelConfig
+
+# keys of the YAML ``pretrain:`` block that configure the loss -> LossConfig fields
+LOSS_KEYS = {
+    "lambda": "lam",
+    "tau_vl": "tau_vl",
+    "tau_vv": "tau_vv",
+    "kernel": "kernel",
+    "target": "target",
+    "cicl": "cicl",
+    "alignment": "alignment",
+}
+
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Everything a pretraining run depends on (defaults: the paper's ResNet50 setting)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    crop_size: int = 224
+    batch_size: int = 128
+    epochs: int = 50
+    lr: float = 4e-5
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    augment: str = "paper"
+    rotation_degrees: float = 15.0
+    workers: int = 1
+    device: str = "cpu"
+    max_skipped_steps: int = 20  # consecutive non-finite losses before the run stops
+    seed: int = 0
+
+
+def _check_keys(block: str, settings: Mapping[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(settings) - allowed)
+    if unknown:
+        raise ValueError(f"{block} settings: unknown key(s) {unknown}; allowed: {sorted(allowed)}")
+
+
+def config_from_settings(model: Mapping[str, Any], pretrain: Mapping[str, Any], seed: int) -> PretrainConfig:
+    """A :class:`PretrainConfig` from the ``model:`` and ``pretrain:`` blocks of config.yaml.
+
+    The loss is set by ``lambda``, ``tau_vl``, ``tau_vv``, ``kernel``, ``target``, ``cicl``,
+    ``alignment`` and ``loss_groups`` (Table VIII groups, e.g. ``[vvh, vlh]``) in the pretrain block.
+    """
+    loop_fields = {f.name for f in fields(PretrainConfig)} - {"model", "loss", "seed"}
+    _check_keys("model", model, {f.name for f in fields(ModelConfig)} - {"text_dim"})
+    _check_keys("pretrain", pretrain, loop_fields | set(LOSS_KEYS) | {"loss_groups"})
+    model_cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.items()})
+    loss_kwargs: dict[str, Any] = {LOSS_KEYS[k]: v for k, v in pretrain.items() if k in LOSS_KEYS}
+    if "loss_groups" in pretrain:
+        loss_kwargs["terms"] = terms_from_groups(tuple(pretrain["loss_groups"]))
+    loop = {k: v for k, v in pretrain.items() if k in loop_fields}
+    return PretrainConfig(model=model_cfg, loss=LossConfig(**loss_kwargs), seed=seed, **loop)
