@@ -9,6 +9,7 @@ import json
 import math
 import os
 import signal
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from imitate.train.pretrain import ENCODER_METADATA_KEY, ShardSplit, pretrain
 from imitate.train.progress import RESUME_NAME
 from imitate.train.schedule import WarmupCosine, warmup_cosine
 from imitate.train.settings import PretrainConfig, config_from_settings
-from imitate.train.trainer import param_groups
+from imitate.train.trainer import Trainer, param_groups
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 12
@@ -327,3 +328,14 @@ def test_consecutive_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path: 
         run(tmp_path, epochs=2, poison=(0, 1), max_skipped_steps=1)
     state = load_checkpoint(tmp_path / RESUME_NAME)
     assert state["skipped_steps"] == 1 and state["position"] == {"epoch": 0, "batch": 2}
+
+
+def test_gradient_clipping_bounds_the_update_and_is_logged():
+    cfg = PretrainConfig(model=replace(TINY, text_dim=DIM), crop_size=32, batch_size=4, grad_clip=1e-3)
+    trainer = Trainer(cfg, torch.device("cpu"), total_steps=4)
+    record = trainer.train_step(random_batch(4, 32, torch.Generator().manual_seed(0)))
+    grads = [p.grad for p in trainer.model.parameters() if p.grad is not None]
+    assert record["grad_norm"] > 1e-3  # the norm before clipping is recorded
+    assert torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) <= 1e-3 * 1.0001
+    unclipped = Trainer(replace(cfg, grad_clip=None), torch.device("cpu"), total_steps=4)
+    assert "grad_norm" not in unclipped.train_step(random_batch(4, 32, torch.Generator().manual_seed(0)))

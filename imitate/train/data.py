@@ -221,7 +221,10 @@ def build_pretrain_loader(
     )
     # The DataLoader draws its workers' base seed from this generator, not from torch's global one.
     generator = torch.Generator().manual_seed(int(np.random.default_rng([seed, epoch, rank]).integers(2**63)))
-    return DataLoader(stream, batch_size=None, num_workers=workers, generator=generator)
+    # page-locked batches let the trainer's non_blocking copies to the GPU overlap the compute
+    return DataLoader(
+        stream, batch_size=None, num_workers=workers, generator=generator, pin_memory=torch.cuda.is_available()
+    )
 
 
 class PretrainStream(IterableDataset):

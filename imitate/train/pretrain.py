@@ -32,6 +32,7 @@ from typing import IO, Any, NamedTuple
 
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from imitate.files import write_json
 from imitate.shards.reader import count_samples, shard_paths
@@ -91,21 +92,32 @@ def _write_record(fh: IO[str], record: Mapping[str, Any]) -> None:
 
 
 def _train_epoch(
-    trainer: Trainer, batches: Iterable[Batch], progress: Progress, metrics: IO[str], stop: StopFlag, max_skips: int
+    trainer: Trainer,
+    batches: Iterable[Batch],
+    steps: int,
+    progress: Progress,
+    metrics: IO[str],
+    stop: StopFlag,
+    max_skips: int,
 ) -> str | None:
     """Train from batch ``progress.batch`` of ``progress.epoch`` to the end of the epoch, or until a stop.
 
     Returns None at the end of the epoch, ``"signal"`` after a stop signal, ``"diverged"`` after
-    ``max_skips`` consecutive non-finite losses; ``progress`` always names the next batch to train.
+    ``max_skips`` consecutive non-finite losses; ``progress`` always names the next batch to train. The
+    progress bar shows on a terminal only (``disable=None``); logs get the epoch lines instead.
     """
     last = time.perf_counter()
-    for batch in itertools.islice(batches, progress.batch, None):
+    remaining = itertools.islice(batches, progress.batch, None)
+    bar = tqdm(remaining, total=steps - progress.batch, desc=f"epoch {progress.epoch}", disable=None, mininterval=5)
+    for batch in bar:
         record = trainer.train_step(batch)
         progress.batch += 1
         now = time.perf_counter()
         record.update(epoch=progress.epoch, images_per_s=batch["view1"].shape[0] / (now - last))
         last = now
         _write_record(metrics, record)
+        bar.set_postfix(step=record["step"], loss=record["total_loss"], img_s=round(record["images_per_s"]),
+                        refresh=False)
         if record["total_loss"] is not None and not record["skipped"]:
             progress.epoch_losses.append(record["total_loss"])
         log.debug("epoch %d step %d: loss %s", progress.epoch, record["step"], record["total_loss"])
@@ -183,7 +195,7 @@ def pretrain(
             while progress.epoch < cfg.epochs:
                 epoch, start = progress.epoch, time.perf_counter()
                 batches = loader(shards, epoch, cfg.batch_size)
-                stopped = _train_epoch(trainer, batches, progress, metrics, stop, cfg.max_skipped_steps)
+                stopped = _train_epoch(trainer, batches, steps, progress, metrics, stop, cfg.max_skipped_steps)
                 if stopped is not None:
                     save_checkpoint(resume_path, trainer.state(progress, text))
                     if stopped == "signal":

@@ -74,8 +74,12 @@ class Trainer:
         total = losses["total_loss"]
         self.optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(total))
+        grad_norm = None
         if finite:
             total.backward()
+            if self.cfg.grad_clip is not None:
+                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                grad_norm = float(norm)
             self.optimizer.step()
             self.consecutive_skips = 0
         else:
@@ -90,7 +94,12 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         values = {k: finite_or_none(v.item()) for k, v in losses.items()}
-        return {"type": "step", "step": self.step, "lr": lr, "skipped": not finite, **values}
+        record = {"type": "step", "step": self.step, "lr": lr, "skipped": not finite, **values}
+        if grad_norm is not None:
+            record["grad_norm"] = finite_or_none(grad_norm)  # before clipping
+        if self.cuda:
+            record["gpu_max_memory_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+        return record
 
     @torch.no_grad()
     def validate(self, batches: Iterable[Batch]) -> dict[str, float]:
