@@ -210,10 +210,11 @@ def pretrain(
                 if improved:
                     progress.best_epoch, progress.best_val_loss = epoch, val["total_loss"]
                     progress.best_encoder = trainer.model.encoder().export_torchvision_state_dict()
+                seconds = time.perf_counter() - start
+                # the record first: a kill between the two leaves it beyond the last checkpoint, so cut
+                _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
                 progress.epoch, progress.batch, progress.epoch_losses = epoch + 1, 0, []
                 save_checkpoint(resume_path, trainer.state(progress, text))
-                seconds = time.perf_counter() - start
-                _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
                 log.info(
                     "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
                     epoch, train_loss, val["total_loss"], " (best)" if improved else "", seconds,
