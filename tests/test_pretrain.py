@@ -8,7 +8,10 @@ import io
 import json
 import math
 import os
+import re
 import signal
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -339,3 +342,25 @@ def test_gradient_clipping_bounds_the_update_and_is_logged():
     assert torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) <= 1e-3 * 1.0001
     unclipped = Trainer(replace(cfg, grad_clip=None), torch.device("cpu"), total_steps=4)
     assert "grad_norm" not in unclipped.train_step(random_batch(4, 32, torch.Generator().manual_seed(0)))
+
+
+def test_two_cpu_ranks_under_torchrun_end_with_identical_weights(tmp_path: Path):
+    manifest, embeddings = write_tiny_dataset(tmp_path)
+    model = {"backbone": "resnet18", "token_size": 4, "attn_dim": 32, "attn_heads": 2, "proj_dim": 16}
+    settings = {"crop_size": 32, "batch_size": 2, "epochs": 1, "lr": 1e-3, "weight_decay": 0.05, "workers": 0}
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "imitate", "pretrain", "--shards", str(manifest), "--embeddings", str(embeddings),
+        "--model-settings", json.dumps(model), "--settings", json.dumps(settings), "--out-dir", str(out),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-4000:]
+    digests = dict(re.findall(r"rank (\d) of 2: final weights sha256 (\w+)", result.stderr))
+    assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], result.stderr[-4000:]
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["steps"] == 2  # 8 images / (2 ranks x batch 2) per epoch
+    record = json.loads((out / "encoder.safetensors.provenance.json").read_text())
+    assert record["settings"]["world_size"] == 2
+    assert sum(1 for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["type"] == "step") == 2

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 from pathlib import Path
+
+import torch.distributed
 
 from imitate.config import load_config, parse_settings
 from imitate.models.backbone import init_file
 from imitate.provenance import stage_run
 from imitate.text.store import read_embedding_facts
+from imitate.train.distributed import init_distributed
 from imitate.train.interrupt import InterruptedRunError
 from imitate.train.pretrain import ShardSplit, pretrain
 from imitate.train.settings import config_from_settings
@@ -56,15 +60,17 @@ def main(args: argparse.Namespace) -> int:
     weights = init_file(cfg.model.backbone, cfg.model.init)
     if weights is not None and weights.is_file():  # a missing file fails below, with the backbone's message
         inputs["init_weights"] = str(weights)
+    ranks = init_distributed(cfg.device)
+    record = stage_run(
+        "pretrain",
+        inputs=inputs,
+        settings={"model": model, "pretrain": settings, "world_size": ranks.world_size},
+        outputs=[out / name for name in OUTPUTS],
+        run_id=args.run_id,
+        seeds={"torch": seed},
+    )
     try:
-        with stage_run(
-            "pretrain",
-            inputs=inputs,
-            settings={"model": model, "pretrain": settings},
-            outputs=[out / name for name in OUTPUTS],
-            run_id=args.run_id,
-            seeds={"torch": seed},
-        ):
+        with record if ranks.is_main else contextlib.nullcontext():  # rank 0 writes the provenance
             result = pretrain(
                 cfg,
                 shards=train,
@@ -73,10 +79,14 @@ def main(args: argparse.Namespace) -> int:
                 out_dir=out,
                 text_facts=read_embedding_facts(args.embeddings),
                 resume=args.resume,
+                ranks=ranks,
             )
     except InterruptedRunError as exc:  # preempted: the resume state is on disk
         log.warning("%s", exc)
         return 128 + exc.signum
+    finally:
+        if ranks.world_size > 1:
+            torch.distributed.destroy_process_group()
     log.info(
         "pretrain: %d epochs, %d steps (%d skipped); best epoch %d, val loss %.4f",
         result.epochs,

@@ -23,6 +23,7 @@ import itertools
 import json
 import logging
 import math
+import os
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -38,6 +39,7 @@ from imitate.files import write_json
 from imitate.shards.reader import count_samples, shard_paths
 from imitate.train.checkpoint import load_checkpoint, save_checkpoint, save_encoder
 from imitate.train.data import TextEmbedding, build_pretrain_loader, load_embeddings, steps_per_epoch
+from imitate.train.distributed import Ranks, any_rank, weights_digest
 from imitate.train.interrupt import InterruptedRunError, StopFlag, stop_on_signals
 from imitate.train.progress import RESUME_NAME, Progress, open_metrics
 from imitate.train.settings import PretrainConfig
@@ -121,7 +123,7 @@ def _train_epoch(
         if record["total_loss"] is not None and not record["skipped"]:
             progress.epoch_losses.append(record["total_loss"])
         log.debug("epoch %d step %d: loss %s", progress.epoch, record["step"], record["total_loss"])
-        if stop.signal is not None:
+        if any_rank(stop.signal is not None, trainer.device):  # every rank stops at the same step
             return "signal"
         if trainer.consecutive_skips >= max_skips:
             return "diverged"
@@ -138,6 +140,7 @@ def pretrain(
     text_facts: Mapping[str, Any] | None = None,
     build_loader: LoaderFactory = build_pretrain_loader,
     resume: bool = False,
+    ranks: Ranks | None = None,
 ) -> PretrainResult:
     """Pretrain IMITATE on ``shards``, select the epoch by the loss on ``val_shards``, write ``out_dir``.
 
@@ -147,15 +150,18 @@ def pretrain(
     ``build_loader`` has :func:`imitate.train.data.build_pretrain_loader`'s signature. With ``resume``,
     a run continues from ``out_dir/resume.pt`` when there is one (see :mod:`imitate.train.progress`);
     SIGTERM or SIGINT stops it after the current step with that file written
-    (:class:`~imitate.train.interrupt.InterruptedRunError`).
+    (:class:`~imitate.train.interrupt.InterruptedRunError`). Under ``torchrun`` every rank calls this with
+    its ``ranks`` (:func:`imitate.train.distributed.init_distributed`); each trains on its share of the
+    shards and only rank 0 writes files.
     """
+    ranks = ranks or Ranks()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
     table = embeddings if isinstance(embeddings, Mapping) else load_embeddings(embeddings)
     text_dim = next(iter(table.values())).impression.shape[0]
     cfg = replace(cfg, model=replace(cfg.model, text_dim=text_dim))
-    steps = steps_per_epoch(shards.num_samples, cfg.batch_size)
+    steps = steps_per_epoch(shards.num_samples, cfg.batch_size, ranks.world_size)
     log.info(
         "pretraining %s on %d images (%d steps/epoch x %d epochs), %d validation images, device %s",
         cfg.model.backbone,
@@ -178,26 +184,30 @@ def pretrain(
             epoch=epoch,
             augment=cfg.augment,
             rotation_degrees=cfg.rotation_degrees,
+            rank=ranks.rank,
+            world_size=ranks.world_size,
         )
 
     text = dict(text_facts or {})
     resume_path = out_dir / RESUME_NAME
+    save = save_checkpoint if ranks.is_main else (lambda path, state: path)
     with _seeded(cfg.seed, device), stop_on_signals() as stop:
-        trainer = Trainer(cfg, device, cfg.epochs * steps)
+        trainer = Trainer(cfg, device, cfg.epochs * steps, ranks)
         progress, resumed = Progress(), resume and resume_path.exists()
         if resumed:
             progress = trainer.restore(load_checkpoint(resume_path), resume_path, text)
             log.info("resuming from %s at epoch %d, batch %d", resume_path, progress.epoch, progress.batch)
-        else:
+        elif ranks.is_main:
             resume_path.unlink(missing_ok=True)  # a fresh run must never be continued as an older one
-        val_batches = loader(val_shards, 0, min(cfg.batch_size, val_shards.num_samples))
-        with open_metrics(out_dir / "metrics.jsonl", trainer.step if resumed else None) as metrics:
+        val_batches = loader(val_shards, 0, min(cfg.batch_size, val_shards.num_samples // ranks.world_size))
+        metrics_path = out_dir / "metrics.jsonl" if ranks.is_main else Path(os.devnull)
+        with open_metrics(metrics_path, trainer.step if resumed and ranks.is_main else None) as metrics:
             while progress.epoch < cfg.epochs:
                 epoch, start = progress.epoch, time.perf_counter()
                 batches = loader(shards, epoch, cfg.batch_size)
                 stopped = _train_epoch(trainer, batches, steps, progress, metrics, stop, cfg.max_skipped_steps)
                 if stopped is not None:
-                    save_checkpoint(resume_path, trainer.state(progress, text))
+                    save(resume_path, trainer.state(progress, text))
                     if stopped == "signal":
                         raise InterruptedRunError(stop.signal or signal.SIGTERM, str(resume_path))
                     raise RuntimeError(
@@ -214,18 +224,20 @@ def pretrain(
                 # the record first: a kill between the two leaves it beyond the last checkpoint, so cut
                 _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
                 progress.epoch, progress.batch, progress.epoch_losses = epoch + 1, 0, []
-                save_checkpoint(resume_path, trainer.state(progress, text))
+                save(resume_path, trainer.state(progress, text))
                 log.info(
                     "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
                     epoch, train_loss, val["total_loss"], " (best)" if improved else "", seconds,
                 )
     if progress.best_encoder is None or progress.best_epoch is None or progress.best_val_loss is None:
         raise RuntimeError(f"{out_dir}: the validation loss was never finite; no encoder was written")
-    save_checkpoint(out_dir / "checkpoint.pt", trainer.state(progress, text))
-    _export_encoder(cfg.model.backbone, progress.best_encoder, out_dir / "encoder.safetensors", progress.best_epoch)
     best = (progress.best_epoch, progress.best_val_loss)
-    write_json(out_dir / "model_card.json", _model_card(cfg, trainer, best, shards, val_shards, text))
-    resume_path.unlink()
+    log.info("rank %d of %d: final weights sha256 %s", ranks.rank, ranks.world_size, weights_digest(trainer.model))
+    if ranks.is_main:
+        save_checkpoint(out_dir / "checkpoint.pt", trainer.state(progress, text))
+        _export_encoder(cfg.model.backbone, progress.best_encoder, out_dir / "encoder.safetensors", best[0])
+        write_json(out_dir / "model_card.json", _model_card(cfg, trainer, best, shards, val_shards, text))
+        resume_path.unlink()
     return PretrainResult(out_dir, cfg.epochs, trainer.step, trainer.skipped, *best)
 
 

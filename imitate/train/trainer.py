@@ -12,11 +12,14 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
 from imitate.losses import ImitateLoss
+from imitate.losses.imitate_loss import TERMS
 from imitate.models import ImitateModel
 from imitate.text.store import check_facts
 from imitate.train.checkpoint import rng_state, set_rng_state
+from imitate.train.distributed import Ranks, any_rank
 from imitate.train.progress import Progress, check_same_config
 from imitate.train.schedule import warmup_cosine
 from imitate.train.settings import PretrainConfig
@@ -41,15 +44,30 @@ def finite_or_none(value: float) -> float | None:
 
 
 class Trainer:
-    """Model, loss, optimizer and schedule of one run, with its step and skip counters."""
+    """Model, loss, optimizer and schedule of one run, with its step and skip counters.
 
-    def __init__(self, cfg: PretrainConfig, device: torch.device, total_steps: int) -> None:
+    Under ``torchrun`` (``ranks.world_size > 1``) the model runs wrapped in DDP and the loss gathers
+    every rank's features, so the negatives and the correlation prior span the global batch; whether a
+    step is skipped is agreed by all ranks, so they never diverge.
+    """
+
+    def __init__(
+        self, cfg: PretrainConfig, device: torch.device, total_steps: int, ranks: Ranks | None = None
+    ) -> None:
         self.cfg, self.device = cfg, device
+        self.ranks = ranks or Ranks()
         self.cuda = device.type == "cuda"
         self.model = ImitateModel(cfg.model).to(device)
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.loss = ImitateLoss(cfg.loss)
+        self.net: nn.Module = self.model
+        if self.ranks.world_size > 1:
+            # ablations that switch terms off leave projectors unused: DDP must then not wait for them
+            partial = set(cfg.loss.terms) != set(TERMS) or cfg.loss.alignment != "hierarchical"
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.ranks.local_rank] if self.cuda else None, find_unused_parameters=partial
+            )
+        self.loss = ImitateLoss(cfg.loss, rank=self.ranks.rank, world_size=self.ranks.world_size)
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
         self.scheduler = warmup_cosine(self.optimizer, total_steps, cfg.warmup_fraction)
         self.step = 0
@@ -63,7 +81,7 @@ class Trainer:
                 inputs[view] = inputs[view].contiguous(memory_format=torch.channels_last)
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else contextlib.nullcontext()
         with autocast:
-            return self.loss(**self.model(**inputs))
+            return self.loss(**self.net(**inputs))
 
     def train_step(self, batch: Batch) -> dict[str, Any]:
         """One optimisation step, or a counted skip that leaves the model as it was; returns its record."""
@@ -73,7 +91,7 @@ class Trainer:
         losses = self._losses(batch)
         total = losses["total_loss"]
         self.optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(total))
+        finite = not any_rank(not bool(torch.isfinite(total)), self.device)  # every rank skips, or none
         grad_norm = None
         if finite:
             total.backward()

@@ -104,3 +104,11 @@ def method_weights(wildcards):
 def weights_arg(wildcards, input):
     """The --weights argument of a method that has encoder weights."""
     return f"--weights {input.weights}" if input.weights else ""
+
+
+def pretrain_launcher(wildcards, resources):
+    """`python` for one process; torchrun with one process per GPU when the job is given several."""
+    gpus = int(resources.gpu)
+    if gpus > 1:
+        return f"python -m torch.distributed.run --standalone --nproc_per_node {gpus}"
+    return "python"

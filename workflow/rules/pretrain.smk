@@ -1,4 +1,5 @@
-# Image shards x text embeddings -> IMITATE pretraining (one process, on the CPU or one GPU).
+# Image shards x text embeddings -> IMITATE pretraining: one process on the CPU or one GPU, torchrun with one
+# process per GPU when the job gets several (--set-resources pretrain:gpu=N).
 # --resume: a rerun after a preemption continues from results/pretrain/resume.pt (not an output, so a
 # failed job does not delete it).
 
@@ -20,13 +21,14 @@ rule pretrain:
         model=settings("model"),
         pretrain=settings("pretrain"),
         seed=config["seed"],
+        launcher=pretrain_launcher,
     threads: 2
     resources:
         gpu=0,
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "IMITATE_RULE=pretrain IMITATE_WILDCARDS={wildcards:q} python -m imitate pretrain --shards {input.shards} --embeddings {input.embeddings}"
+        "IMITATE_RULE=pretrain IMITATE_WILDCARDS={wildcards:q} {params.launcher} -m imitate pretrain --shards {input.shards} --embeddings {input.embeddings}"
         " --model-settings {params.model:q} --settings {params.pretrain:q}"
         " --seed {params.seed} --out-dir results/pretrain --resume --run-id {params.run_id} > {log} 2>&1"
 
