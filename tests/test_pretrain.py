@@ -274,6 +274,7 @@ def test_the_command_trains_on_real_shards(tmp_path: Path):
     card = json.loads((out / "model_card.json").read_text())
     assert card["train_images"] == 8 and card["val_images"] == 4 and card["steps"] == 2
     assert card["config"]["seed"] == 3 and card["text_embeddings"]["encoder"] == "tiny"
+    assert card["data_sha256"]["embeddings"] == hashlib.sha256(embeddings.read_bytes()).hexdigest()
     assert load_checkpoint(out / "checkpoint.pt")["text_embeddings"] == card["text_embeddings"]
     record = json.loads((out / "encoder.safetensors.provenance.json").read_text())
     assert record["inputs"]["init_weights"]["sha256"] == hashlib.sha256(init.read_bytes()).hexdigest()

@@ -12,6 +12,7 @@ import torch.distributed
 from imitate.config import load_config, parse_settings
 from imitate.models.backbone import init_file
 from imitate.provenance import stage_run
+from imitate.provenance.record import file_sha256
 from imitate.text.store import read_embedding_facts
 from imitate.train.distributed import init_distributed
 from imitate.train.interrupt import InterruptedRunError
@@ -80,6 +81,7 @@ def main(args: argparse.Namespace) -> int:
                 text_facts=read_embedding_facts(args.embeddings),
                 resume=args.resume,
                 ranks=ranks,
+                data={"shards_manifest": file_sha256(args.shards), "embeddings": file_sha256(args.embeddings)},
             )
     except InterruptedRunError as exc:  # preempted: the resume state is on disk
         log.warning("%s", exc)

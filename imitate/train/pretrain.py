@@ -141,6 +141,7 @@ def pretrain(
     build_loader: LoaderFactory = build_pretrain_loader,
     resume: bool = False,
     ranks: Ranks | None = None,
+    data: Mapping[str, str] | None = None,
 ) -> PretrainResult:
     """Pretrain IMITATE on ``shards``, select the epoch by the loss on ``val_shards``, write ``out_dir``.
 
@@ -152,7 +153,7 @@ def pretrain(
     SIGTERM or SIGINT stops it after the current step with that file written
     (:class:`~imitate.train.interrupt.InterruptedRunError`). Under ``torchrun`` every rank calls this with
     its ``ranks`` (:func:`imitate.train.distributed.init_distributed`); each trains on its share of the
-    shards and only rank 0 writes files.
+    shards and only rank 0 writes files. ``data`` (name -> sha256 of the inputs) goes into the model card.
     """
     ranks = ranks or Ranks()
     out_dir = Path(out_dir)
@@ -236,7 +237,8 @@ def pretrain(
     if ranks.is_main:
         save_checkpoint(out_dir / "checkpoint.pt", trainer.state(progress, text))
         _export_encoder(cfg.model.backbone, progress.best_encoder, out_dir / "encoder.safetensors", best[0])
-        write_json(out_dir / "model_card.json", _model_card(cfg, trainer, best, shards, val_shards, text))
+        card = _model_card(cfg, trainer, best, shards, val_shards, text)
+        write_json(out_dir / "model_card.json", {**card, "data_sha256": dict(data or {})})
         resume_path.unlink()
     return PretrainResult(out_dir, cfg.epochs, trainer.step, trainer.skipped, *best)
 
