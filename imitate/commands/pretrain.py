@@ -11,8 +11,7 @@ import torch.distributed
 
 from imitate.config import load_config, parse_settings
 from imitate.models.backbone import init_file
-from imitate.provenance import stage_run
-from imitate.provenance.record import file_sha256
+from imitate.provenance import file_sha256, stage_run
 from imitate.text.store import read_embedding_facts
 from imitate.train.distributed import init_distributed
 from imitate.train.interrupt import InterruptedRunError
