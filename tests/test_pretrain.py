@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import io
 import json
@@ -35,7 +36,7 @@ from imitate.train.checkpoint import load_checkpoint
 from imitate.train.data import TextEmbedding
 from imitate.train.interrupt import InterruptedRunError
 from imitate.train.pretrain import ENCODER_METADATA_KEY, ShardSplit, pretrain
-from imitate.train.progress import RESUME_NAME
+from imitate.train.progress import RESUME_NAME, Progress
 from imitate.train.schedule import WarmupCosine, warmup_cosine
 from imitate.train.settings import PretrainConfig, config_from_settings
 from imitate.train.trainer import Trainer, param_groups
@@ -73,6 +74,7 @@ def in_memory_loader(
     rotation_degrees=15.0,
     rank=0,
     world_size=1,
+    crop_only=False,
     poison: tuple[int, int] | None = None,
 ) -> list[dict[str, torch.Tensor]]:
     """``build_pretrain_loader``'s signature over random tensors; ``poison=(epoch, i)`` puts a NaN there."""
@@ -365,3 +367,17 @@ def test_two_cpu_ranks_under_torchrun_end_with_identical_weights(tmp_path: Path)
     record = json.loads((out / "encoder.safetensors.provenance.json").read_text())
     assert record["settings"]["world_size"] == 2
     assert sum(1 for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["type"] == "step") == 2
+
+
+def test_trainer_augments_uint8_crops_itself_and_keeps_the_draws_in_its_state():
+    cfg = PretrainConfig(model=replace(TINY, text_dim=DIM), crop_size=32, batch_size=4)
+    batch = random_batch(4, 32, torch.Generator().manual_seed(0))
+    crops = torch.randint(0, 256, (4, 1, 32, 32), generator=torch.Generator().manual_seed(1), dtype=torch.uint8)
+    batch = {**batch, "view1": crops, "view2": crops.flip(-2)}
+    first = Trainer(cfg, torch.device("cpu"), total_steps=4)
+    state = copy.deepcopy(first.state(Progress(), {}))  # the live tensors change with the step
+    record = first.train_step(batch)
+    assert record["total_loss"] is not None and not record["skipped"]
+    second = Trainer(cfg, torch.device("cpu"), total_steps=4)
+    second.restore(state, Path("resume.pt"), {})
+    assert second.train_step(batch)["total_loss"] == record["total_loss"]  # same augmentation draws

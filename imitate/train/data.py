@@ -159,6 +159,11 @@ def build_train_transform(crop_size: int, augment: str = "paper", rotation_degre
     return v2.Compose([v2.ToImage(), *steps, *_normalise()])
 
 
+def crop_transform(crop_size: int) -> v2.Compose:
+    """uint8 HxW -> uint8 1 x crop x crop: the paper pipeline's random crop alone."""
+    return v2.Compose([v2.ToImage(), v2.RandomCrop(crop_size), v2.ToPureTensor()])
+
+
 def build_eval_transform(crop_size: int) -> v2.Compose:
     """uint8 HxW -> float32 3 x crop x crop: a center crop (no resize) and the training normalisation."""
     return v2.Compose([v2.ToImage(), v2.CenterCrop(crop_size), *_normalise()])
@@ -189,12 +194,15 @@ def build_pretrain_loader(
     shuffle_buffer: int = 1000,
     rank: int = 0,
     world_size: int = 1,
+    crop_only: bool = False,
 ) -> DataLoader:
     """One epoch of pretraining batches for ``rank``: dicts with exactly the keys of ``BATCH_KEYS``.
 
     ``view1``/``view2`` float32 B x 3 x crop x crop, ``findings_emb``/``impression_emb`` float32 B x D
     (findings zero where missing), ``has_findings`` bool B, ``study_id`` int64 B; plus ``report_emb``
-    float32 B x D when the embeddings have whole-report vectors. ``num_samples`` is the
+    float32 B x D when the embeddings have whole-report vectors. With ``crop_only`` the views are just
+    the random crops, uint8 B x 1 x crop x crop, for :func:`imitate.train.batch_augment.augment_batch`
+    to finish on the GPU. ``num_samples`` is the
     number of training images (the epoch length); ``len(loader)`` is :func:`steps_per_epoch`.
     """
     if not shards:
@@ -210,7 +218,9 @@ def build_pretrain_loader(
     stream = PretrainStream(
         shards=[str(p) for p in shards],
         embeddings=table,
-        transform=build_train_transform(crop_size, augment, rotation_degrees),
+        transform=(
+            crop_transform(crop_size) if crop_only else build_train_transform(crop_size, augment, rotation_degrees)
+        ),
         batch_size=batch_size,
         steps=steps_per_epoch(num_samples, batch_size, world_size),
         shuffle_buffer=shuffle_buffer,

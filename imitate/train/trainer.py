@@ -18,6 +18,7 @@ from imitate.losses import ImitateLoss
 from imitate.losses.imitate_loss import TERMS
 from imitate.models import ImitateModel
 from imitate.text.store import check_facts
+from imitate.train.batch_augment import augment_batch
 from imitate.train.checkpoint import rng_state, set_rng_state
 from imitate.train.distributed import Ranks, any_rank
 from imitate.train.progress import Progress, check_same_config
@@ -73,9 +74,16 @@ class Trainer:
         self.step = 0
         self.skipped = 0
         self.consecutive_skips = 0
+        # draws the batch augmentations of uint8 views (the loader's crop_only mode); one stream per rank
+        self.augment_rng = torch.Generator(device=device).manual_seed(cfg.seed * 65_537 + self.ranks.rank)
 
-    def _losses(self, batch: Batch) -> dict[str, Tensor]:
+    def _losses(self, batch: Batch, augment_rng: torch.Generator) -> dict[str, Tensor]:
         inputs = {k: batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS if k in batch}
+        for view in ("view1", "view2"):
+            if inputs[view].dtype == torch.uint8:  # only cropped so far: augment here, on the device
+                inputs[view] = augment_batch(
+                    inputs[view], rotation_degrees=self.cfg.rotation_degrees, generator=augment_rng
+                )
         if self.cuda:
             for view in ("view1", "view2"):
                 inputs[view] = inputs[view].contiguous(memory_format=torch.channels_last)
@@ -88,7 +96,7 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         # BatchNorm updates its running statistics in the forward pass: keep them to undo a skipped step
         buffers = [b.detach().clone() for b in self.model.buffers()]
-        losses = self._losses(batch)
+        losses = self._losses(batch, self.augment_rng)
         total = losses["total_loss"]
         self.optimizer.zero_grad(set_to_none=True)
         finite = not any_rank(not bool(torch.isfinite(total)), self.device)  # every rank skips, or none
@@ -128,11 +136,12 @@ class Trainer:
         devices = []
         if self.cuda:
             devices = [self.device.index if self.device.index is not None else torch.cuda.current_device()]
+        augment_rng = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.cfg.seed)
             for batch in batches:
                 size = batch["view1"].shape[0]
-                for k, v in self._losses(batch).items():
+                for k, v in self._losses(batch, augment_rng).items():
                     sums[k] = sums.get(k, 0.0) + v.item() * size
                 n += size
         self.model.train()
@@ -150,6 +159,7 @@ class Trainer:
             "skipped_steps": self.skipped,
             "consecutive_skips": self.consecutive_skips,
             "rng": rng_state(),
+            "augment_rng": self.augment_rng.get_state(),
             "config": asdict(self.cfg),
             "text_embeddings": dict(text),
             **progress.as_state(),
@@ -165,4 +175,5 @@ class Trainer:
         self.step, self.skipped = state["step"], state["skipped_steps"]
         self.consecutive_skips = state["consecutive_skips"]
         set_rng_state(state["rng"])
+        self.augment_rng.set_state(state["augment_rng"])
         return Progress.from_state(state)
