@@ -381,3 +381,4 @@ def test_trainer_augments_uint8_crops_itself_and_keeps_the_draws_in_its_state():
     second = Trainer(cfg, torch.device("cpu"), total_steps=4)
     second.restore(state, Path("resume.pt"), {})
     assert second.train_step(batch)["total_loss"] == record["total_loss"]  # same augmentation draws
+

