@@ -39,6 +39,7 @@ class PretrainConfig:
     workers: int = 1
     device: str = "cpu"
     max_skipped_steps: int = 20  # consecutive non-finite losses before the run stops
+    compile: bool = False  # torch.compile the ResNet's forward (where nearly all the FLOPs are)
     gpu_augment: bool = True  # on CUDA, augment batches on the GPU (paper augmentations); else in the loader
     grad_clip: float | None = None  # max global gradient norm; None: no clipping (paper and official code)
     seed: int = 0

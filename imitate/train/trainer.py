@@ -61,6 +61,11 @@ class Trainer:
         self.model = ImitateModel(cfg.model).to(device)
         if self.cuda:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            # the ResNet holds nearly all the FLOPs; the whole model does not compile under torch 2.14,
+            # which rejects the projectors' BatchNorm statistics being updated twice in one graph
+            backbone = self.model.backbone
+            backbone.forward_features = torch.compile(backbone.forward_features)
         self.net: nn.Module = self.model
         if self.ranks.world_size > 1:
             # ablations that switch terms off leave projectors unused: DDP must then not wait for them
