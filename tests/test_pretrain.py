@@ -347,8 +347,15 @@ def test_gradient_clipping_bounds_the_update_and_is_logged():
     assert "grad_norm" not in unclipped.train_step(random_batch(4, 32, torch.Generator().manual_seed(0)))
 
 
-def test_two_cpu_ranks_under_torchrun_end_with_identical_weights(tmp_path: Path):
+@pytest.mark.parametrize("poisoned", [False, True], ids=["clean", "nan-in-a-study"])
+def test_two_cpu_ranks_under_torchrun_end_with_identical_weights(tmp_path: Path, poisoned: bool):
     manifest, embeddings = write_tiny_dataset(tmp_path)
+    if poisoned:  # a NaN in one training study's text: each rank must skip the same steps
+        table = pq.read_table(embeddings)
+        impression = np.array(table["impression_emb"].to_pylist(), dtype=np.float16)
+        impression[0, 0] = np.nan
+        column = pa.array(impression.tolist(), table.schema.field("impression_emb").type)
+        pq.write_table(table.set_column(2, "impression_emb", column), embeddings)
     model = {"backbone": "resnet18", "token_size": 4, "attn_dim": 32, "attn_heads": 2, "proj_dim": 16}
     settings = {"crop_size": 32, "batch_size": 2, "epochs": 1, "lr": 1e-3, "weight_decay": 0.05, "workers": 0}
     out = tmp_path / "ddp"
@@ -364,6 +371,7 @@ def test_two_cpu_ranks_under_torchrun_end_with_identical_weights(tmp_path: Path)
     assert set(digests) == {"0", "1"} and digests["0"] == digests["1"], result.stderr[-4000:]
     card = json.loads((out / "model_card.json").read_text())
     assert card["steps"] == 2  # 8 images / (2 ranks x batch 2) per epoch
+    assert card["skipped_steps"] == (1 if poisoned else 0)
     record = json.loads((out / "encoder.safetensors.provenance.json").read_text())
     assert record["settings"]["world_size"] == 2
     assert sum(1 for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if r["type"] == "step") == 2
