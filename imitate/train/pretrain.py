@@ -1,4 +1,4 @@
-"""The IMITATE pretraining loop (single process).
+"""The IMITATE pretraining loop, in one process or one per GPU under ``torchrun`` (rank 0 writes).
 
 Per step (:class:`~imitate.train.trainer.Trainer`): two augmented views -> ``ImitateModel`` ->
 ``ImitateLoss`` -> AdamW, the learning rate following a linear warm-up and a cosine decay per step; a
