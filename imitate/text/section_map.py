@@ -24,7 +24,7 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from threadpoolctl import threadpool_limits
 
-from imitate.text.store import read_embedding_facts
+from imitate.text.store import embedding_matrix, read_embedding_facts
 
 SECTIONS = ("findings", "impression")
 PCA_DIMS = 50
@@ -64,14 +64,9 @@ def sample_pairs(path: str | Path, studies: int, seed: int) -> tuple[np.ndarray,
         raise ValueError(f"{path}: {available} studies have both Findings and Impression; the map needs 3")
     chosen = np.sort(np.random.default_rng(seed).choice(available, min(studies, available), replace=False))
     table = table.take(chosen)
-    return _matrix(table["findings_emb"]), _matrix(table["impression_emb"]), available
-
-
-def _matrix(column) -> np.ndarray:
-    array = column.combine_chunks()
-    dim = array.type.list_size
-    values = array.values.slice(array.offset * dim, len(array) * dim).to_numpy(zero_copy_only=False)
-    return values.reshape(len(array), dim).astype(np.float32)
+    findings, _ = embedding_matrix(table, "findings_emb", path)
+    impression, _ = embedding_matrix(table, "impression_emb", path)
+    return findings.astype(np.float32), impression.astype(np.float32), available
 
 
 def section_map(findings: np.ndarray, impression: np.ndarray, *, perplexity: float, seed: int) -> SectionMap:

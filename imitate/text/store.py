@@ -4,7 +4,7 @@ The embed stage stores the encoder facts as JSON under the Parquet key-value met
 ``imitate.embeddings``. Pretraining copies them into its checkpoint and model card; anything that later
 pairs a checkpoint with an embeddings file calls :func:`check_compatible`, so a file made by another
 encoder fails at load with both descriptions instead of as a shape mismatch deep in training. This
-module needs only pyarrow: reading the facts never loads transformers or torch.
+module needs only pyarrow and numpy: reading the facts or the vectors never loads transformers or torch.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 METADATA_KEY = "imitate.embeddings"
@@ -23,6 +25,19 @@ IDENTITY_KEYS = ("encoder", "weights_sha256", "dim", "pooling", "max_length")
 
 class EmbeddingMismatchError(ValueError):
     """An embeddings file made by another encoder or setting than the one a checkpoint expects."""
+
+
+def embedding_matrix(table: pa.Table, column: str, source: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """An N x D matrix of a fixed-size list column (no copy when it can) and its validity mask.
+
+    Null rows hold junk; ``source`` names the file in errors.
+    """
+    array = table[column].combine_chunks()
+    if not pa.types.is_fixed_size_list(array.type) or not pa.types.is_floating(array.type.value_type):
+        raise ValueError(f"{source}: {column} must be a fixed-size list of floats, not {array.type}")
+    dim = array.type.list_size
+    values = array.values.slice(array.offset * dim, len(array) * dim).to_numpy(zero_copy_only=False)
+    return values.reshape(len(array), dim), array.is_valid().to_numpy(zero_copy_only=False)
 
 
 def read_embedding_facts(path: str | Path) -> dict[str, Any]:

@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import v2
 
 from imitate.shards.reader import decode_sample, tar_samples
+from imitate.text.store import embedding_matrix
 
 log = logging.getLogger(__name__)
 
@@ -88,15 +88,15 @@ def load_embeddings(path: str | Path) -> dict[int, TextEmbedding]:
     study_ids = table["study_id"].to_numpy()
     if len(np.unique(study_ids)) != len(study_ids):
         raise ValueError(f"{path}: repeated study_id")
-    impression, has_impression = _matrix(table, "impression_emb", path)
-    findings, findings_valid = _matrix(table, "findings_emb", path)
+    impression, has_impression = embedding_matrix(table, "impression_emb", path)
+    findings, findings_valid = embedding_matrix(table, "findings_emb", path)
     if findings.shape[1] != impression.shape[1]:
         raise ValueError(f"{path}: findings_emb and impression_emb differ in size")
     has_findings = table["has_findings"].to_numpy(zero_copy_only=False).astype(bool)
     if (has_findings != findings_valid).any():
         study = int(study_ids[np.flatnonzero(has_findings != findings_valid)[0]])
         raise ValueError(f"{path}: has_findings disagrees with findings_emb being null (study {study})")
-    report, has_report = _matrix(table, REPORT_COLUMN, path) if with_report else (None, has_impression)
+    report, has_report = embedding_matrix(table, REPORT_COLUMN, path) if with_report else (None, has_impression)
     if not has_impression.all():
         log.warning("%s: %d studies without an impression embedding left out", path, (~has_impression).sum())
     if not (has_report | ~has_impression).all():
@@ -108,16 +108,6 @@ def load_embeddings(path: str | Path) -> dict[int, TextEmbedding]:
         for i, study in enumerate(study_ids)
         if has_impression[i]
     }
-
-
-def _matrix(table: pa.Table, column: str, path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """An N x D matrix of a fixed-size list column and its validity mask (null rows hold junk)."""
-    array = table[column].combine_chunks()
-    if not pa.types.is_fixed_size_list(array.type) or not pa.types.is_floating(array.type.value_type):
-        raise ValueError(f"{path}: {column} must be a fixed-size list of floats, not {array.type}")
-    dim = array.type.list_size
-    values = array.values.slice(array.offset * dim, len(array) * dim).to_numpy(zero_copy_only=False)
-    return values.reshape(len(array), dim), array.is_valid().to_numpy(zero_copy_only=False)
 
 
 def _normalise() -> list[v2.Transform]:
