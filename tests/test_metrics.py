@@ -30,3 +30,28 @@ def test_macro_auc_matches_sklearn_and_skips_single_class_labels():
     aucs = per_label_auc(y, s)
     assert np.isnan(aucs[1])
     assert macro_auc(y, s) == pytest.approx(np.mean([aucs[0], aucs[2]]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_accuracy_and_f1_match_sklearn(seed):
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from imitate.evaluate.metrics import accuracy, f1, macro_f1
+
+    rng = np.random.default_rng(seed)
+    y, p = rng.integers(0, 3, 150), rng.integers(0, 3, 150)
+    assert accuracy(y, p) == pytest.approx(accuracy_score(y, p))
+    assert macro_f1(y, p, 3) == pytest.approx(f1_score(y, p, average="macro"))
+    assert f1(y == 1, p == 1) == pytest.approx(f1_score(y == 1, p == 1))
+    assert f1(np.zeros(4), np.zeros(4)) == 0.0
+
+
+def test_precision_at_k_counts_relevant_items_in_the_top_k():
+    from imitate.evaluate.metrics import precision_at_k
+
+    ranked = np.array([[1, 1, 0, 0], [0, 1, 0, 1]], dtype=bool)
+    assert precision_at_k(ranked, 1) == 0.5
+    assert precision_at_k(ranked, 2) == 0.75
+    assert precision_at_k(ranked, 4) == 0.5
+    with pytest.raises(ValueError, match="Precision@5"):
+        precision_at_k(ranked, 5)

@@ -1,4 +1,4 @@
-"""Ranking metrics computed from scratch (and checked against scikit-learn in the tests)."""
+"""Evaluation metrics computed from scratch (and checked against scikit-learn in the tests)."""
 
 from __future__ import annotations
 
@@ -39,3 +39,33 @@ def macro_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     aucs = per_label_auc(y_true, scores)
     valid = aucs[~np.isnan(aucs)]
     return float(valid.mean()) if len(valid) else float("nan")
+
+
+def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """Share of predictions equal to the truth (class indices or 0/1 labels)."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if y_true.shape != y_pred.shape or y_true.size == 0:
+        raise ValueError(f"accuracy needs two equal, non-empty shapes, got {y_true.shape} and {y_pred.shape}")
+    return float((y_true == y_pred).mean())
+
+
+def f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """F1 of the positive class of 0/1 vectors; 0 when there are no true and no predicted positives."""
+    y_true, y_pred = np.asarray(y_true).astype(bool), np.asarray(y_pred).astype(bool)
+    tp = int((y_true & y_pred).sum())
+    denominator = int(y_true.sum()) + int(y_pred.sum())
+    return 2.0 * tp / denominator if denominator else 0.0
+
+
+def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Unweighted mean over ``n_classes`` classes of the one-vs-rest F1 of class-index vectors."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    return float(np.mean([f1(y_true == k, y_pred == k) for k in range(n_classes)]))
+
+
+def precision_at_k(relevant: np.ndarray, k: int) -> float:
+    """Mean over queries of the share of relevant items among the top ``k`` (``relevant``: (Q, N) bool, ranked)."""
+    relevant = np.asarray(relevant, dtype=bool)
+    if not 1 <= k <= relevant.shape[1]:
+        raise ValueError(f"Precision@{k} needs 1 <= k <= {relevant.shape[1]} candidates")
+    return float(relevant[:, :k].mean())

@@ -1,0 +1,149 @@
+"""The shared dataset preparation: patient-level split draw, leakage check, subsets, accounting."""
+
+import json
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+
+from imitate.datasets import adapter_class, load_adapter
+from imitate.datasets.base import DatasetAdapter, DemoSpec, Parsed, records_table, rejects_table
+from imitate.datasets.prepare import prepare_dataset, read_dataset_facts, write_prepared
+from imitate.datasets.splits import LeakageError, check_leakage, draw_splits, nested_subsets, subsets_table
+
+
+def _records(n, per_patient=3, split=None):
+    return records_table([
+        {"key": f"k{i:03d}", "patient_id": f"p{i // per_patient:03d}", "path": f"{i}.png", "split": split,
+         "labels": [float(i % 2)]}
+        for i in range(n)
+    ])
+
+
+def _patients_by_split(table):
+    out = {}
+    for patient, split in zip(table["patient_id"].to_pylist(), table["split"].to_pylist(), strict=True):
+        out.setdefault(patient, set()).add(split)
+    return out
+
+
+def test_draw_splits_is_by_patient_seeded_and_sized():
+    table = draw_splits(_records(300), {"validate": 0.15, "test": 0.15}, seed=0)
+    assert all(len(s) == 1 for s in _patients_by_split(table).values())
+    counts = Counter(table["split"].to_pylist())
+    assert counts["test"] == 45 and counts["validate"] == 45 and counts["train"] == 210
+    again = draw_splits(_records(300), {"validate": 0.15, "test": 0.15}, seed=0)
+    other = draw_splits(_records(300), {"validate": 0.15, "test": 0.15}, seed=1)
+    assert again["split"].to_pylist() == table["split"].to_pylist() != other["split"].to_pylist()
+
+
+def test_draw_splits_takes_image_counts_and_keeps_official_splits():
+    pool = _records(30)
+    official = records_table([{"key": "t0", "patient_id": "q0", "path": "t.png", "split": "test", "labels": [1.0]}])
+    import pyarrow as pa
+
+    table = draw_splits(pa.concat_tables([pool, official]), {"validate": 6}, seed=0)
+    counts = Counter(table["split"].to_pylist())
+    assert counts == {"validate": 6, "train": 24, "test": 1}
+    with pytest.raises(ValueError, match="more than the 30 images"):
+        draw_splits(pool, {"validate": 20, "test": 20}, seed=0)
+    with pytest.raises(ValueError, match="'validate' and 'test' only"):
+        draw_splits(pool, {"train": 0.5}, seed=0)
+
+
+def test_leakage_check_names_the_patient_in_two_splits():
+    table = _records(6, split="train").to_pylist()
+    table[5]["split"] = "test"  # patient p001 now has train and test images
+    with pytest.raises(LeakageError, match=r"1 patient\(s\).*p001 \(test/train\)"):
+        check_leakage(records_table(table), "dataset 'toy'")
+    table[3]["split"] = table[4]["split"] = "test"
+    check_leakage(records_table(table), "dataset 'toy'")
+
+
+def test_nested_subsets_are_nested_seeded_and_sized():
+    keys = [f"k{i:03d}" for i in range(250)]
+    subsets = nested_subsets(keys, [1, 10, 100], seed=0)
+    assert [len(subsets[f]) for f in (1, 10, 100)] == [3, 25, 250]
+    assert set(subsets[1]) <= set(subsets[10]) <= set(subsets[100])
+    assert nested_subsets(list(reversed(keys)), [10], seed=0)[10] == subsets[10]
+    assert nested_subsets(keys, [10], seed=1)[10] != subsets[10]
+    with pytest.raises(ValueError, match="percentages"):
+        nested_subsets(keys, [0], seed=0)
+
+
+def test_subsets_come_from_the_train_split_only():
+    table = draw_splits(_records(60), {"validate": 0.2, "test": 0.2}, seed=0)
+    subsets = subsets_table(table, [50, 100], seed=0)
+    train = {k for k, s in zip(table["key"].to_pylist(), table["split"].to_pylist(), strict=True) if s == "train"}
+    full = {k for f, k in zip(subsets["fraction"].to_pylist(), subsets["key"].to_pylist(), strict=True) if f == 100}
+    assert full == train
+
+
+class ToyAdapter(DatasetAdapter):
+    """A dataset of PNG files listed in labels.csv (key,patient,label): the README's example adapter."""
+
+    kind = "binary"
+    defaults = {"labels_file": "labels.csv"}
+    split_draw = {"validate": 0.25, "test": 0.25}
+
+    def label_names(self):
+        return ("Finding",)
+
+    def raw_files(self):
+        return {"labels": self.options["labels_file"]}
+
+    def read(self):
+        rows, rejects = [], []
+        lines = (self.root / self.options["labels_file"]).read_text().splitlines()[1:]
+        for number, line in enumerate(lines, start=2):
+            key, patient, label = line.split(",")
+            if label not in ("0", "1"):
+                rejects.append({"source": self.options["labels_file"], "line": number, "key": key,
+                                "reason": "bad_label", "detail": label})
+                continue
+            rows.append({"key": key, "patient_id": patient, "path": f"images/{key}.png", "labels": [float(label)]})
+        return Parsed(records_table(rows), rejects_table(rejects), len(lines))
+
+    def write_demo(self, spec: DemoSpec):
+        from PIL import Image
+
+        (self.root / "images").mkdir(parents=True, exist_ok=True)
+        lines = ["key,patient,label"]
+        for i in range(spec.n_images):
+            Image.new("L", (spec.image_size, spec.image_size), 40 * (i % 2)).save(self.root / f"images/i{i:03d}.png")
+            lines.append(f"i{i:03d},p{i // 2},{i % 2}")
+        lines.append("bad,p99,maybe")
+        (self.root / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+Adapter = ToyAdapter  # this test module is itself an adapter module: `adapter: tests.test_dataset_splits`
+
+
+def test_prepare_accounts_for_every_record_and_writes_its_facts(tmp_path):
+    adapter = load_adapter("toy", {"adapter": "tests.test_dataset_splits", "root": tmp_path / "raw"})
+    adapter.write_demo(DemoSpec(n_images=40, seed=0, image_size=8))
+    (tmp_path / "raw/images/i003.png").unlink()
+    prepared = prepare_dataset(adapter, seed=0, fractions=[10, 100])
+    counts = prepared.counts()
+    assert counts["input_records"] == 41 == counts["records"] + counts["rejected"]
+    assert counts["rejects_by_reason"] == {"bad_label": 1, "image_missing": 1}
+    assert sum(counts["by_split"].values()) == 39
+    assert counts["train_subsets"]["100"] == counts["by_split"]["train"]
+    paths = write_prepared(prepared, tmp_path / "out")
+    facts = read_dataset_facts(paths["records"])
+    assert facts["name"] == "toy" and facts["kind"] == "binary" and facts["labels"] == ["Finding"]
+    assert json.loads(paths["counts"].read_text()) == counts
+    first = {name: path.read_bytes() for name, path in paths.items()}
+    again = write_prepared(prepare_dataset(adapter, seed=0, fractions=[10, 100]), tmp_path / "out")
+    assert {name: path.read_bytes() for name, path in again.items()} == first
+    assert pq.read_table(paths["rejects"]).num_rows == 2
+
+
+def test_unknown_options_and_modules_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown option.*labels_fil .*known: labels_file"):
+        load_adapter("toy", {"adapter": "tests.test_dataset_splits", "root": tmp_path,
+                             "options": {"labels_fil ": "x"}})
+    with pytest.raises(ValueError, match="no dataset adapter module 'imitate.datasets.nope'"):
+        adapter_class("nope")
+    with pytest.raises(ValueError, match="has no class Adapter"):
+        adapter_class("imitate.datasets.splits")
