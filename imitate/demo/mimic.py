@@ -56,6 +56,8 @@ JPEG_QUALITY = 95
 _PA_LAT, _PORTABLE = "CHEST (PA AND LAT)", "CHEST (PORTABLE AP)"
 _VIEW_MEANING = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral"}
 _UNCERTAIN_RATE = 0.12  # share of findings reported (and drawn) as uncertain
+_SINGLE_FINDING_RATE = 0.3  # share of outpatient studies with one competition finding alone
+_SINGLE_FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
 
 
 @dataclass(frozen=True)
@@ -256,11 +258,14 @@ def sample_states(rng: np.random.Generator) -> tuple[dict[str, bool], bool]:
     """Which findings a study has (label -> certain?) and whether it is an inpatient/ICU film.
 
     Realistic co-occurrence: heart failure (cardiomegaly, edema, effusions), pneumonia with
-    parapneumonic effusion, devices and pneumothorax in the ICU.
+    parapneumonic effusion, devices and pneumothorax in the ICU. A share of outpatient films shows one
+    finding alone, enough for the 5x200 sets (one competition finding, nothing else) of a small demo.
     """
     icu = bool(rng.random() < 0.3)
     present: set[str] = set()
-    if rng.random() < (0.85 if icu else 0.6):
+    if not icu and rng.random() < _SINGLE_FINDING_RATE:
+        present.add(str(rng.choice(_SINGLE_FINDINGS)))
+    elif rng.random() < (0.85 if icu else 0.6):
         cardio = rng.random() < 0.35
         edema = rng.random() < (0.4 if cardio else 0.1)
         consolidation = rng.random() < 0.33

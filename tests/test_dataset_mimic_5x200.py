@@ -1,0 +1,47 @@
+"""MIMIC 5x200: GLoRIA's class definition on MIMIC-CXR labels, test split only, with report texts."""
+
+import pyarrow.compute as pc
+import pytest
+
+from imitate.datasets import load_adapter
+from imitate.datasets.base import DemoSpec
+from imitate.datasets.mimic_5x200 import CLASSES, single_class
+from imitate.datasets.prepare import prepare_dataset
+
+
+def test_single_class_rule():
+    assert single_class({"Edema": 1.0, "No Finding": None, "Support Devices": 0.0}) == "Edema"
+    assert single_class({"Edema": 1.0, "Pneumonia": -1.0}) is None  # uncertain elsewhere disqualifies
+    assert single_class({"Edema": 1.0, "Cardiomegaly": 1.0}) is None
+    assert single_class({"Pneumothorax": 1.0}) is None  # not one of the five classes
+    assert single_class({"Edema": -1.0}) is None
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mimic5x200")
+    adapter = load_adapter("mimic_5x200", {"adapter": "mimic_5x200", "root": root})
+    adapter.write_demo(DemoSpec(n_images=300, seed=0, image_size=48))
+    return root
+
+
+def test_demo_prepares_balanced_test_set_with_texts(demo_root):
+    adapter = load_adapter("mimic_5x200", {"adapter": "mimic_5x200", "root": demo_root, "options": {"per_class": 4}})
+    prepared = prepare_dataset(adapter, seed=0, fractions=[100])
+    counts = prepared.counts()
+    assert counts["input_records"] == counts["records"] + counts["rejected"]
+    assert counts["by_split"] == {"test": 20} and counts["train_subsets"] == {}
+    labels = prepared.records["labels"].to_pylist()
+    assert [sum(row[i] for row in labels) for i in range(len(CLASSES))] == [4.0] * 5
+    assert prepared.records["text"].null_count == 0
+    assert len(set(prepared.records["patient_id"].to_pylist())) <= 20
+    assert pc.all(pc.starts_with(prepared.records["path"], "mimic-cxr")).as_py()
+    other_seed = load_adapter("m", {"adapter": "mimic_5x200", "root": demo_root,
+                                    "options": {"per_class": 4, "seed": 1}}).read()
+    assert other_seed.records["key"].to_pylist() != adapter.read().records["key"].to_pylist()
+
+
+def test_too_few_candidates_is_a_clear_error(demo_root):
+    adapter = load_adapter("m", {"adapter": "mimic_5x200", "root": demo_root, "options": {"per_class": 500}})
+    with pytest.raises(ValueError, match=r"only \d+ test studies qualify for 'Atelectasis', 500 asked"):
+        adapter.read()
