@@ -76,14 +76,12 @@ class Parsed:
 
 def records_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """A :data:`RECORD_SCHEMA` table from dict rows (missing optional fields are null)."""
-    names = RECORD_SCHEMA.names
-    return pa.Table.from_pylist([{n: row.get(n) for n in names} for row in rows], schema=RECORD_SCHEMA)
+    return pa.Table.from_pylist(list(rows), schema=RECORD_SCHEMA)
 
 
 def rejects_table(rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """A :data:`REJECT_SCHEMA` table from dict rows (missing fields are null)."""
-    names = REJECT_SCHEMA.names
-    return pa.Table.from_pylist([{n: row.get(n) for n in names} for row in rows], schema=REJECT_SCHEMA)
+    return pa.Table.from_pylist(list(rows), schema=REJECT_SCHEMA)
 
 
 class DatasetAdapter(ABC):
