@@ -29,13 +29,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from imitate.commands import pretrain as pretrain_command
+from imitate.evaluate.vision_language import load_vl_model
 from imitate.losses import TERMS, ImitateLoss, LossConfig
 from imitate.models import ImitateModel, ModelConfig
 from imitate.text.store import METADATA_KEY, EmbeddingMismatchError
 from imitate.train.checkpoint import load_checkpoint
 from imitate.train.data import TextEmbedding
 from imitate.train.interrupt import InterruptedRunError
-from imitate.train.pretrain import ENCODER_METADATA_KEY, ShardSplit, pretrain
+from imitate.train.pretrain import ENCODER_METADATA_KEY, ShardSplit, encoder_state, pretrain
 from imitate.train.progress import RESUME_NAME, Progress
 from imitate.train.schedule import WarmupCosine, warmup_cosine
 from imitate.train.settings import PretrainConfig, config_from_settings
@@ -44,7 +45,7 @@ from imitate.train.trainer import Trainer, param_groups
 REPO = Path(__file__).resolve().parents[1]
 DIM = 12
 TINY = ModelConfig(backbone="resnet18", attn_dim=32, attn_heads=2, token_size=4, proj_dim=16)
-OUTPUTS = {"checkpoint.pt", "encoder.safetensors", "metrics.jsonl", "model_card.json"}
+OUTPUTS = {"checkpoint.pt", "encoder.safetensors", "model.safetensors", "metrics.jsonl", "model_card.json"}
 
 
 def random_batch(n: int, size: int, g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -156,7 +157,7 @@ def test_thirty_steps_overfit_sixteen_samples():
     assert totals[-1] < totals[0] / 2, totals
 
 
-def test_pretrain_writes_all_four_outputs(tmp_path: Path):
+def test_pretrain_writes_all_five_outputs(tmp_path: Path):
     result = run(tmp_path)
     assert {p.name for p in tmp_path.iterdir()} == OUTPUTS
     records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
@@ -174,7 +175,7 @@ def test_pretrain_writes_all_four_outputs(tmp_path: Path):
     assert card["config"]["model"]["text_dim"] == DIM
 
     ckpt = load_checkpoint(tmp_path / "checkpoint.pt")  # weights_only=True
-    assert {"model", "optimizer", "scheduler", "position", "step", "rng", "config", "best_encoder"} <= set(ckpt)
+    assert {"model", "optimizer", "scheduler", "position", "step", "rng", "config", "best_model"} <= set(ckpt)
     assert ckpt["position"] == {"epoch": 2, "batch": 0} and ckpt["step"] == 4
     assert ckpt["scheduler"]["last_epoch"] == 4
     model = ImitateModel(ModelConfig(**{**TINY.__dict__, "text_dim": DIM}))
@@ -187,6 +188,18 @@ def test_pretrain_writes_all_four_outputs(tmp_path: Path):
     with safe_open(tmp_path / "encoder.safetensors", "pt") as fh:
         facts = json.loads(fh.metadata()[ENCODER_METADATA_KEY])
     assert facts["epoch"] == card["best_epoch"] and facts["backbone"] == "resnet18"
+
+    # the whole model of the best epoch, which the encoder export is a part of
+    best = ckpt["best_model"]
+    encoder = load_file(tmp_path / "encoder.safetensors")
+    assert encoder.keys() == encoder_state(best).keys() == net.state_dict().keys() - {"fc.weight", "fc.bias"}
+    assert all(torch.equal(encoder[k], best[f"backbone.{k}"]) for k in encoder)
+    joint = load_vl_model(tmp_path / "model.safetensors")
+    assert joint.model.cfg == replace(TINY, text_dim=DIM) and joint.epoch == card["best_epoch"]
+    assert joint.text_facts == card["text_embeddings"] and not joint.model.training
+    assert joint.model.state_dict().keys() == best.keys()
+    assert all(torch.equal(v, best[k]) for k, v in joint.model.state_dict().items())
+    assert card["model"]["file"] == "model.safetensors" and card["model"]["epoch"] == card["best_epoch"]
 
 
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\\(\\)` before")
@@ -202,7 +215,7 @@ def test_a_non_finite_step_is_skipped_counted_and_undone(tmp_path: Path):
 def test_same_seed_gives_identical_weights(tmp_path: Path):
     run(tmp_path / "a", epochs=1)
     run(tmp_path / "b", epochs=1)
-    for name in ("encoder.safetensors", "model_card.json"):
+    for name in ("encoder.safetensors", "model.safetensors", "model_card.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
@@ -311,7 +324,8 @@ def test_sigterm_mid_epoch_then_resume_gives_the_uninterrupted_weights_bit_for_b
     run(out, epochs=3, resume=True)
     whole, resumed = load_checkpoint(tmp_path / "whole/checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
     assert all(torch.equal(whole["model"][k], resumed["model"][k]) for k in whole["model"])
-    assert (out / "encoder.safetensors").read_bytes() == (tmp_path / "whole/encoder.safetensors").read_bytes()
+    for name in ("encoder.safetensors", "model.safetensors"):
+        assert (out / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     assert _step_losses(out / "metrics.jsonl") == _step_losses(tmp_path / "whole/metrics.jsonl")
     assert not (out / RESUME_NAME).exists()
 
@@ -327,6 +341,13 @@ def test_resume_refuses_other_settings_or_other_embeddings(tmp_path: Path):
                  text_facts={"encoder": "another", "dim": DIM}, build_loader=in_memory_loader)
     run(tmp_path, epochs=2)  # without --resume a run starts afresh and removes the old state
     assert not (tmp_path / RESUME_NAME).exists()
+
+
+def test_a_resume_state_without_the_best_model_is_refused():
+    state = {**Progress().as_state(), "best_encoder": {}}
+    del state["best_model"]
+    with pytest.raises(ValueError, match=r"resume\.pt was written by an older imitate .* delete it"):
+        Progress.from_state(state)
 
 
 def test_consecutive_non_finite_losses_stop_the_run_with_a_checkpoint(tmp_path: Path):

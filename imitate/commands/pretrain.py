@@ -20,7 +20,7 @@ from imitate.train.settings import config_from_settings
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("checkpoint.pt", "encoder.safetensors", "metrics.jsonl", "model_card.json")
+OUTPUTS = ("checkpoint.pt", "encoder.safetensors", "model.safetensors", "metrics.jsonl", "model_card.json")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

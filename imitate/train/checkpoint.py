@@ -23,8 +23,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def save_encoder(path: str | Path, state_dict: Mapping[str, Tensor], metadata: Mapping[str, str]) -> Path:
-    """The vision encoder as safetensors (torchvision keys), with string ``metadata`` in the header."""
+def save_weights(path: str | Path, state_dict: Mapping[str, Tensor], metadata: Mapping[str, str]) -> Path:
+    """Weights (the encoder or the whole model) as safetensors, with string ``metadata`` in the header."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     return atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=dict(metadata)))
 

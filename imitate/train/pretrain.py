@@ -5,15 +5,16 @@ Per step (:class:`~imitate.train.trainer.Trainer`): two augmented views -> ``Imi
 step whose loss is NaN or infinite is skipped (no update) and counted, and after
 ``max_skipped_steps`` in a row the run stops. After every epoch the validation loss is computed on the
 validate split with the same batches and channel draws each time (fixed loader epoch, forked RNG), the
-encoder of the best epoch so far is kept, and the resumable state is written (``resume.pt``, see
+model of the best epoch so far is kept, and the resumable state is written (``resume.pt``, see
 :mod:`imitate.train.progress`); SIGTERM/SIGINT write it too, mid-epoch.
 
 Outputs in ``out_dir`` at the end: ``checkpoint.pt`` (the full final state; ``torch.load(weights_only=
 True)``), ``encoder.safetensors`` (the best epoch's ResNet, torchvision keys, no ``fc``),
-``metrics.jsonl`` (one ``step`` record per batch, one ``epoch`` record per epoch) and
-``model_card.json``. Epochs are numbered from 0. On CUDA the forward runs under bf16 autocast with
-channels_last tensors; on CPU it is float32 with deterministic algorithms, so a rerun with the same
-seed, resumed or not, writes the same weights.
+``model.safetensors`` (the best epoch's whole ``ImitateModel``, for zero-shot classification and
+retrieval: :func:`imitate.evaluate.vision_language.load_vl_model`), ``metrics.jsonl`` (one ``step``
+record per batch, one ``epoch`` record per epoch) and ``model_card.json``. Epochs are numbered from 0.
+On CUDA the forward runs under bf16 autocast with channels_last tensors; on CPU it is float32 with
+deterministic algorithms, so a rerun with the same seed, resumed or not, writes the same weights.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ from torch import Tensor
 from tqdm import tqdm
 
 from imitate.files import write_json
+from imitate.models import ModelConfig
 from imitate.shards.reader import count_samples, shard_paths
-from imitate.train.checkpoint import load_checkpoint, save_checkpoint, save_encoder
+from imitate.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from imitate.train.data import TextEmbedding, build_pretrain_loader, load_embeddings, steps_per_epoch
 from imitate.train.distributed import Ranks, any_rank, weights_digest
 from imitate.train.interrupt import InterruptedRunError, StopFlag, stop_on_signals
@@ -49,6 +51,9 @@ log = logging.getLogger(__name__)
 
 LoaderFactory = Callable[..., Iterable[Batch]]
 ENCODER_METADATA_KEY = "imitate.encoder"
+MODEL_METADATA_KEY = "imitate.model"
+MODEL_FILE = "model.safetensors"
+BACKBONE_PREFIX = "backbone."  # where ImitateModel keeps E_v in its state_dict
 
 
 class ShardSplit(NamedTuple):
@@ -225,7 +230,7 @@ def pretrain(
                 improved = math.isfinite(val["total_loss"]) and (best is None or val["total_loss"] < best)
                 if improved:
                     progress.best_epoch, progress.best_val_loss = epoch, val["total_loss"]
-                    progress.best_encoder = trainer.model.encoder().export_torchvision_state_dict()
+                    progress.best_model = _cpu_copy(trainer.model.state_dict())
                 seconds = time.perf_counter() - start
                 # the record first: a kill between the two leaves it beyond the last checkpoint, so cut
                 _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
@@ -235,24 +240,49 @@ def pretrain(
                     "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
                     epoch, train_loss, val["total_loss"], " (best)" if improved else "", seconds,
                 )
-    if progress.best_encoder is None or progress.best_epoch is None or progress.best_val_loss is None:
-        raise RuntimeError(f"{out_dir}: the validation loss was never finite; no encoder was written")
+    if progress.best_model is None or progress.best_epoch is None or progress.best_val_loss is None:
+        raise RuntimeError(f"{out_dir}: the validation loss was never finite; no encoder or model was written")
     best = (progress.best_epoch, progress.best_val_loss)
     log.info("rank %d of %d: final weights sha256 %s", ranks.rank, ranks.world_size, weights_digest(trainer.model))
     if ranks.is_main:
         save_checkpoint(out_dir / "checkpoint.pt", trainer.state(progress, text))
-        _export_encoder(cfg.model.backbone, progress.best_encoder, out_dir / "encoder.safetensors", best[0])
+        encoder = encoder_state(progress.best_model)
+        _export_encoder(cfg.model.backbone, encoder, out_dir / "encoder.safetensors", best[0])
+        export_model(out_dir / MODEL_FILE, progress.best_model, cfg.model, best[0], text)
         card = _model_card(cfg, trainer, best, shards, val_shards, text)
         write_json(out_dir / "model_card.json", {**card, "data_sha256": dict(data or {})})
         resume_path.unlink()
     return PretrainResult(out_dir, cfg.epochs, trainer.step, trainer.skipped, *best)
 
 
+def _cpu_copy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """A detached, contiguous CPU copy that later steps cannot change."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
+
+
+def encoder_state(model_state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """The vision encoder E_v's part of an ``ImitateModel`` state_dict, under torchvision ResNet keys."""
+    return {k.removeprefix(BACKBONE_PREFIX): v for k, v in model_state.items() if k.startswith(BACKBONE_PREFIX)}
+
+
+def export_model(
+    path: str | Path, state: Mapping[str, Tensor], model: ModelConfig, epoch: int, text: Mapping[str, Any]
+) -> Path:
+    """Write a whole ``ImitateModel`` state_dict as safetensors with what rebuilds and checks it.
+
+    The header's one metadata key :data:`MODEL_METADATA_KEY` holds sort_keys JSON of the architecture
+    (``config``, the :class:`~imitate.models.ModelConfig` fields), the ``epoch`` and the facts of the
+    text embeddings it was trained on (``text_embeddings``).
+    """
+    facts = {"config": asdict(model), "epoch": epoch, "text_embeddings": dict(text)}
+    return save_weights(path, state, {MODEL_METADATA_KEY: json.dumps(facts, sort_keys=True)})
+
+
 def _export_encoder(backbone: str, state: Mapping[str, Tensor], path: Path, epoch: int) -> None:
     # one metadata key: safetensors writes its metadata map in no fixed order, so several keys would
     # make the bytes of identical runs differ
     facts = {"backbone": backbone, "epoch": epoch, "keys": "torchvision ResNet state_dict without fc"}
-    save_encoder(path, state, {ENCODER_METADATA_KEY: json.dumps(facts, sort_keys=True)})
+    save_weights(path, state, {ENCODER_METADATA_KEY: json.dumps(facts, sort_keys=True)})
 
 
 def _epoch_record(
@@ -292,5 +322,11 @@ def _model_card(
             "backbone": cfg.model.backbone,
             "epoch": best[0],
             "keys": "torchvision ResNet state_dict without fc",
+        },
+        "model": {
+            "file": MODEL_FILE,
+            "epoch": best[0],
+            "keys": "ImitateModel state_dict",
+            "metadata_key": MODEL_METADATA_KEY,
         },
     }

@@ -2,9 +2,10 @@
 
 The resumable checkpoint (``resume.pt`` beside the outputs, not a workflow output, so a failed or
 preempted job does not lose it) holds the trainer state plus a :class:`Progress`: the next batch to
-train, the losses of the epoch so far, and the best epoch with its encoder weights. The data position
-is the batch index: the loader of an epoch is a function of (seed, epoch), so a resumed epoch replays
-its first batches unused and continues with exactly the batches the uninterrupted run would have seen.
+train, the losses of the epoch so far, and the best epoch with its whole model's weights (E_v, P(·)
+and the projectors; the run's exports are made from them). The data position is the batch index: the
+loader of an epoch is a function of (seed, epoch), so a resumed epoch replays its first batches unused
+and continues with exactly the batches the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Progress:
     epoch_losses: list[float] = field(default_factory=list)
     best_epoch: int | None = None
     best_val_loss: float | None = None
-    best_encoder: dict[str, Tensor] | None = None
+    best_model: dict[str, Tensor] | None = None  # the ImitateModel state_dict of ``best_epoch``
 
     def train_loss(self) -> float:
         """Mean of the finite training losses of the current epoch."""
@@ -42,18 +43,23 @@ class Progress:
             "epoch_losses": list(self.epoch_losses),
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss,
-            "best_encoder": self.best_encoder,
+            "best_model": self.best_model,
         }
 
     @classmethod
     def from_state(cls, state: Mapping[str, Any]) -> Progress:
+        if "best_model" not in state:
+            raise ValueError(
+                f"this {RESUME_NAME} was written by an older imitate that kept only the best encoder, not "
+                "the best model; delete it to start afresh"
+            )
         return cls(
             state["position"]["epoch"],
             state["position"]["batch"],
             list(state["epoch_losses"]),
             state["best_epoch"],
             state["best_val_loss"],
-            state["best_encoder"],
+            state["best_model"],
         )
 
 

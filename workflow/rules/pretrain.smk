@@ -10,6 +10,7 @@ rule pretrain:
         embeddings=rules.embed.output.embeddings,
     output:
         encoder="results/pretrain/encoder.safetensors",
+        model="results/pretrain/model.safetensors",
         checkpoint="results/pretrain/checkpoint.pt",
         metrics="results/pretrain/metrics.jsonl",
         card="results/pretrain/model_card.json",

