@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from imitate.datasets import adapter_class, load_adapter
-from imitate.datasets.base import DatasetAdapter, DemoSpec, Parsed, records_table, rejects_table
+from imitate.datasets.base import DemoSpec, records_table
 from imitate.datasets.prepare import prepare_dataset, read_dataset_facts, write_prepared
 from imitate.datasets.splits import LeakageError, check_leakage, draw_splits, nested_subsets, subsets_table
 
@@ -79,48 +79,8 @@ def test_subsets_come_from_the_train_split_only():
     assert full == train
 
 
-class ToyAdapter(DatasetAdapter):
-    """A dataset of PNG files listed in labels.csv (key,patient,label): the README's example adapter."""
-
-    kind = "binary"
-    defaults = {"labels_file": "labels.csv"}
-    split_draw = {"validate": 0.25, "test": 0.25}
-
-    def label_names(self):
-        return ("Finding",)
-
-    def raw_files(self):
-        return {"labels": self.options["labels_file"]}
-
-    def read(self):
-        rows, rejects = [], []
-        lines = (self.root / self.options["labels_file"]).read_text().splitlines()[1:]
-        for number, line in enumerate(lines, start=2):
-            key, patient, label = line.split(",")
-            if label not in ("0", "1"):
-                rejects.append({"source": self.options["labels_file"], "line": number, "key": key,
-                                "reason": "bad_label", "detail": label})
-                continue
-            rows.append({"key": key, "patient_id": patient, "path": f"images/{key}.png", "labels": [float(label)]})
-        return Parsed(records_table(rows), rejects_table(rejects), len(lines))
-
-    def write_demo(self, spec: DemoSpec):
-        from PIL import Image
-
-        (self.root / "images").mkdir(parents=True, exist_ok=True)
-        lines = ["key,patient,label"]
-        for i in range(spec.n_images):
-            Image.new("L", (spec.image_size, spec.image_size), 40 * (i % 2)).save(self.root / f"images/i{i:03d}.png")
-            lines.append(f"i{i:03d},p{i // 2},{i % 2}")
-        lines.append("bad,p99,maybe")
-        (self.root / "labels.csv").write_text("\n".join(lines) + "\n")
-
-
-Adapter = ToyAdapter  # this test module is itself an adapter module: `adapter: tests.test_dataset_splits`
-
-
 def test_prepare_accounts_for_every_record_and_writes_its_facts(tmp_path):
-    adapter = load_adapter("toy", {"adapter": "tests.test_dataset_splits", "root": tmp_path / "raw"})
+    adapter = load_adapter("toy", {"adapter": "tests.toy_adapter", "root": tmp_path / "raw"})
     adapter.write_demo(DemoSpec(n_images=40, seed=0, image_size=8))
     (tmp_path / "raw/images/i003.png").unlink()
     prepared = prepare_dataset(adapter, seed=0, fractions=[10, 100])
@@ -131,7 +91,7 @@ def test_prepare_accounts_for_every_record_and_writes_its_facts(tmp_path):
     assert counts["train_subsets"]["100"] == counts["by_split"]["train"]
     paths = write_prepared(prepared, tmp_path / "out")
     facts = read_dataset_facts(paths["records"])
-    assert facts["name"] == "toy" and facts["kind"] == "binary" and facts["labels"] == ["Finding"]
+    assert facts["name"] == "toy" and facts["kind"] == "binary" and facts["labels"] == ["Pleural Effusion"]
     assert json.loads(paths["counts"].read_text()) == counts
     first = {name: path.read_bytes() for name, path in paths.items()}
     again = write_prepared(prepare_dataset(adapter, seed=0, fractions=[10, 100]), tmp_path / "out")
@@ -140,10 +100,10 @@ def test_prepare_accounts_for_every_record_and_writes_its_facts(tmp_path):
 
 
 def test_unknown_options_and_modules_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="unknown option.*labels_fil .*known: labels_file"):
-        load_adapter("toy", {"adapter": "tests.test_dataset_splits", "root": tmp_path,
+    with pytest.raises(ValueError, match=r"unknown option.*labels_fil .*known: labels_file"):
+        load_adapter("toy", {"adapter": "tests.toy_adapter", "root": tmp_path,
                              "options": {"labels_fil ": "x"}})
-    with pytest.raises(ValueError, match="no dataset adapter module 'imitate.datasets.nope'"):
+    with pytest.raises(ValueError, match=r"no dataset adapter module 'imitate\.datasets\.nope'"):
         adapter_class("nope")
     with pytest.raises(ValueError, match="has no class Adapter"):
         adapter_class("imitate.datasets.splits")
