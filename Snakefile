@@ -17,6 +17,7 @@ include: "workflow/rules/manifest.smk"
 include: "workflow/rules/shards.smk"
 include: "workflow/rules/embed.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/datasets.smk"
 include: "workflow/rules/evaluate.smk"
 
 

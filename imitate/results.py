@@ -1,27 +1,43 @@
-"""Long-format results tables (CSV + Markdown) gathered from per-method evaluation outputs."""
+"""Long-format results tables (CSV + Markdown) gathered from per-method evaluation outputs.
+
+The CSV holds one row per (dataset, task, fraction, method, seed, metric). The Markdown table follows
+the paper's layout (Tables III, IV, VI, VII): methods as rows, mean ± standard deviation over seeds;
+on real data the paper's reported numbers are added as rows marked "(paper)".
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-SORT_KEYS = [("dataset", "ascending"), ("task", "ascending"), ("metric", "ascending"),
-             ("fraction", "ascending"), ("method", "ascending"), ("seed", "ascending")]
-HEADLINE_METRIC = {"linear_classification": "auc_macro"}
+from imitate.evaluate.paper import paper_values
+
+CSV_COLUMNS = ("dataset", "task", "fraction", "method", "seed", "metric", "value", "run_id", "checkpoint_sha256")
+TRAINED_TASKS = ("linear_classification", "finetune_classification")
+ZERO_SHOT_METRICS = ("auc_macro", "f1_macro", "acc_macro")
+TITLES = {
+    "linear_classification": "Linear classification (frozen encoder), cf. Table III",
+    "finetune_classification": "Fine-tuned classification, cf. Table IV",
+    "zero_shot": "Zero-shot classification, cf. Table VI",
+    "retrieval": "Image-to-text retrieval, cf. Table VII",
+}
+Column = tuple[str, str, str]  # (dataset, fraction, metric)
 
 
 def gather(parts: Sequence[str | Path]) -> pa.Table:
-    """Concatenate per-method result Parquet files into one table in a fixed row order."""
+    """Concatenate per-method result Parquet files into the CSV columns, in a fixed row order."""
     if not parts:
         raise ValueError("no result files to gather")
-    table = pa.concat_tables([pq.read_table(p) for p in parts])
-    return table.replace_schema_metadata(None).sort_by(SORT_KEYS)
+    table = pa.concat_tables([pq.read_table(p, columns=list(CSV_COLUMNS)) for p in parts])
+    keys = [("dataset", "ascending"), ("task", "ascending"), ("metric", "ascending"), ("fraction", "ascending"),
+            ("method", "ascending"), ("seed", "ascending")]
+    return table.replace_schema_metadata(None).sort_by(keys)
 
 
 def write_csv(table: pa.Table, path: str | Path) -> None:
@@ -30,23 +46,79 @@ def write_csv(table: pa.Table, path: str | Path) -> None:
     pacsv.write_csv(table, path, pacsv.WriteOptions(quoting_style="needed"))
 
 
-def _fmt(value: float) -> str:
-    return "–" if value is None or math.isnan(value) else f"{100 * value:.2f}"
+def _fraction_order(fraction: str) -> float:
+    return math.inf if fraction == "all" else float(fraction)
 
 
-def markdown(table: pa.Table, task: str) -> str:
-    """A paper-style Markdown table: methods as rows, one column per (dataset, fraction); mean over seeds."""
-    metric = HEADLINE_METRIC[task]
-    rows = table.filter(pc.equal(table["metric"], metric)).to_pylist()
-    columns = sorted({(r["dataset"], r["fraction"]) for r in rows})
-    methods = sorted({r["method"] for r in rows})
-    cell: dict[tuple[str, tuple[str, float]], list[float]] = {}
+def _columns(rows: Sequence[Mapping], task: str) -> list[Column]:
+    """The table's columns: per dataset its headline metric per fraction, or its metrics."""
+    columns: list[Column] = []
+    for dataset in sorted({r["dataset"] for r in rows}):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        metrics = {r["metric"] for r in mine}
+        if task in TRAINED_TASKS:
+            metric = "acc" if "acc" in metrics else "auc_macro"
+            fractions = sorted({r["fraction"] for r in mine}, key=_fraction_order)
+            columns += [(dataset, f, metric) for f in fractions]
+        elif task == "zero_shot":
+            columns += [(dataset, "all", m) for m in ZERO_SHOT_METRICS if m in metrics]
+        else:
+            ks = sorted((m for m in metrics if m.startswith("precision@")), key=lambda m: int(m.split("@")[1]))
+            columns += [(dataset, "all", m) for m in ks]
+    return columns
+
+
+def _header(column: Column, task: str) -> str:
+    dataset, fraction, metric = column
+    return f"{dataset} {metric} {fraction}%" if task in TRAINED_TASKS else f"{dataset} {metric}"
+
+
+def _cell(values: Sequence[float]) -> str:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return "–"
+    mean = 100 * statistics.fmean(finite)
+    if len(finite) == 1:
+        return f"{mean:.2f}"
+    return f"{mean:.2f} ± {100 * statistics.stdev(finite):.2f}"
+
+
+def _paper_rows(columns: Sequence[Column], task: str, real: Mapping[str, str]) -> list[str]:
+    """Rows of the paper's numbers for the columns whose dataset is real (``real``: dataset -> adapter)."""
+    by_method: dict[str, dict[Column, float]] = {}
+    for column in columns:
+        dataset, fraction, metric = column
+        if dataset not in real:
+            continue
+        for method, values in paper_values(task, real[dataset]).items():
+            value = values.get(fraction if task in TRAINED_TASKS else metric)
+            if value is not None:
+                by_method.setdefault(method, {})[column] = value
+    return [
+        f"| {method} (paper) | " + " | ".join(f"{cells[c]:.2f}" if c in cells else "–" for c in columns) + " |"
+        for method, cells in by_method.items()
+    ]
+
+
+def markdown(table: pa.Table, task: str, real: Mapping[str, str] | None = None) -> str:
+    """A paper-style Markdown table of ``task``: methods as rows, mean ± std over seeds (× 100).
+
+    ``real`` maps the datasets that hold real data to their adapter; for those, the paper's reported
+    numbers are added as rows.
+    """
+    rows = table.to_pylist()
+    columns = _columns(rows, task)
+    cell: dict[tuple[str, Column], list[float]] = {}
     for r in rows:
-        cell.setdefault((r["method"], (r["dataset"], r["fraction"])), []).append(r["value"])
-    header = "| method | " + " | ".join(f"{d} {f:g}%" for d, f in columns) + " |"
-    lines = [f"**{task}** — {metric} (×100), mean over seeds", "", header,
-             "|---|" + "---:|" * len(columns)]
-    for method in methods:
-        values = [cell.get((method, c), []) for c in columns]
-        lines.append(f"| {method} | " + " | ".join(_fmt(sum(v) / len(v)) if v else "–" for v in values) + " |")
+        cell.setdefault((r["method"], (r["dataset"], r["fraction"], r["metric"])), []).append(r["value"])
+    seeds = sorted({r["seed"] for r in rows})
+    lines = [
+        f"**{TITLES[task]}** — × 100, mean ± standard deviation over seeds {', '.join(map(str, seeds))}",
+        "",
+        "| method | " + " | ".join(_header(c, task) for c in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for method in sorted({r["method"] for r in rows}):
+        lines.append(f"| {method} | " + " | ".join(_cell(cell.get((method, c), [])) for c in columns) + " |")
+    lines += _paper_rows(columns, task, real or {})
     return "\n".join(lines) + "\n"

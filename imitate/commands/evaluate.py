@@ -1,54 +1,71 @@
-"""imitate evaluate: a downstream task on one method's frozen encoder."""
+"""imitate evaluate: one method on one downstream task and dataset, over every seed -> result rows."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+from pathlib import Path
 
-from imitate.config import parse_settings
-from imitate.evaluate.linear import ProbeSettings
-from imitate.evaluate.linear_classification import LinearTask, evaluate_linear
+from imitate.evaluate.rows import TASKS, rows_table
 from imitate.parquet import write_table
 from imitate.provenance import stage_run
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``imitate evaluate``."""
-    parser.add_argument("--task", choices=["linear_classification"], default="linear_classification")
-    parser.add_argument("--method", required=True, help="imitate, random_init, or a name for --weights")
-    parser.add_argument("--weights", default=None, help="encoder safetensors (torchvision ResNet keys)")
-    parser.add_argument("--shards", required=True, help="shard manifest.parquet with train/validate/test")
-    parser.add_argument("--labels", required=True, help="study-level label CSV (CheXpert format)")
-    parser.add_argument("--subsets", required=True, help="subsets Parquet from `imitate subsets`")
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--records", required=True, help="records.parquet of `imitate dataset`")
+    parser.add_argument("--subsets", required=True, help="subsets.parquet of `imitate dataset`")
+    parser.add_argument("--shards", required=True, help="the dataset's shard manifest.parquet")
+    parser.add_argument("--method", required=True, help="method name written in the results")
+    parser.add_argument("--weights", required=True, help="random | imagenet | pretrain | an encoder file")
+    parser.add_argument("--prefix", default="", help="key prefix of the ResNet inside the weights file")
+    parser.add_argument("--weights-file", default=None,
+                        help="the file evaluated: encoder.safetensors (or model.safetensors for zero-shot and "
+                             "retrieval) for pretrain, the torch-cache file for imagenet")
     parser.add_argument("--backbone", default="resnet50", choices=["resnet18", "resnet34", "resnet50"])
     parser.add_argument("--crop-size", type=int, required=True, help="center crop fed to the encoder")
-    parser.add_argument("--dataset", default="mimic-cxr", help="dataset name written in the results")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--settings", default=None, help="JSON of evaluate.<task> (else --config)")
-    parser.add_argument("--config", default=None, help="config.yaml to read evaluate.<task> from")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--settings", required=True, help="JSON of the task's evaluate.<task> block")
+    parser.add_argument("--model-settings", default="{}", help="JSON of the model block (random vision-language model)")
+    parser.add_argument("--text-settings", default="{}", help="JSON of the embed block (the frozen text encoder)")
     parser.add_argument("--out", required=True, help="result rows (Parquet)")
     parser.add_argument("--run-id", default="adhoc", help="run name recorded in results and provenance")
 
 
 def main(args: argparse.Namespace) -> int:
-    """Run one method on one task."""
-    settings = parse_settings(args.settings, args.config, "evaluate")
-    if args.config and not args.settings:
-        settings = settings[args.task]
-    probe = ProbeSettings(
-        epochs=settings["epochs"], lr=settings["lr"], batch_size=settings["batch_size"],
-        weight_decay=settings.get("weight_decay", 1e-6), seed=args.seed,
+    """Run one method on one task and dataset."""
+    from imitate.evaluate.encoders import Method
+    from imitate.evaluate.run import EvalRequest, evaluate
+
+    request = EvalRequest(
+        task=args.task,
+        records=Path(args.records),
+        subsets=Path(args.subsets),
+        shards=Path(args.shards),
+        method=Method(args.method, args.weights, args.prefix),
+        weights_file=Path(args.weights_file) if args.weights_file else None,
+        backbone=args.backbone,
+        crop_size=args.crop_size,
+        batch_size=args.batch_size,
+        device=args.device,
+        seeds=tuple(args.seeds),
+        settings=json.loads(args.settings),
+        model_settings=json.loads(args.model_settings),
+        text_settings=json.loads(args.text_settings),
+        run_id=args.run_id,
     )
-    task = LinearTask(settings["labels"], settings["uncertain"], args.backbone, args.crop_size, probe)
-    inputs = {"shards": args.shards, "labels": args.labels, "subsets": args.subsets}
-    if args.weights:
-        inputs["weights"] = args.weights
-    recorded = {**settings, "method": args.method, "backbone": args.backbone, "crop_size": args.crop_size,
-                "dataset": args.dataset}
-    with stage_run(f"evaluate:{args.task}", inputs=inputs, settings=recorded, outputs=[args.out],
-                   run_id=args.run_id, seeds={"probe": args.seed}):
-        table = evaluate_linear(
-            method=args.method, weights=args.weights, shard_manifest=args.shards, labels_csv=args.labels,
-            subsets=args.subsets, task=task, dataset=args.dataset, run_id=args.run_id,
-        )
-        write_table(table, args.out)
+    inputs = {"records": request.records, "subsets": request.subsets, "shards": request.shards}
+    if request.weights_file:
+        inputs["weights"] = request.weights_file
+    with stage_run(f"evaluate:{args.task}", inputs=inputs, settings=request.recorded(), outputs=[args.out],
+                   run_id=args.run_id, seeds={f"seed{i}": s for i, s in enumerate(request.seeds)}):
+        rows = evaluate(request)
+        write_table(rows_table(rows), args.out)
+    log.info("%s: %d result rows", args.out, len(rows))
     return 0

@@ -6,16 +6,26 @@ import argparse
 import logging
 from pathlib import Path
 
+from imitate.evaluate.rows import TASKS
 from imitate.provenance import lineage, stage_run
 from imitate.results import gather, markdown, write_csv
 
 log = logging.getLogger(__name__)
 
 
+def _dataset_adapter(text: str) -> tuple[str, str]:
+    name, sep, adapter = text.partition("=")
+    if not sep or not name or not adapter:
+        raise argparse.ArgumentTypeError(f"expected DATASET=ADAPTER, got {text!r}")
+    return name, adapter
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``imitate tables``."""
     parser.add_argument("parts", nargs="+", help="per-method result Parquet files")
-    parser.add_argument("--task", required=True, choices=["linear_classification"])
+    parser.add_argument("--task", required=True, choices=TASKS)
+    parser.add_argument("--real-datasets", type=_dataset_adapter, nargs="*", default=[], metavar="DATASET=ADAPTER",
+                        help="datasets holding real data: the paper's numbers are shown beside them")
     parser.add_argument("--csv", required=True, help="CSV table to write")
     parser.add_argument("--md", required=True, help="Markdown table to write")
     parser.add_argument("--run-id", default=None, help="run name recorded in provenance")
@@ -23,12 +33,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Write the task's tables; each gets a provenance record holding the full lineage of its rows."""
-    inputs = {Path(p).stem: p for p in args.parts}
-    with stage_run("tables", inputs=inputs, settings={"task": args.task}, outputs=[args.csv, args.md],
-                   run_id=args.run_id) as run:
+    inputs = {str(Path(p).with_suffix("")): p for p in args.parts}
+    real = dict(args.real_datasets)
+    with stage_run("tables", inputs=inputs, settings={"task": args.task, "real_datasets": real},
+                   outputs=[args.csv, args.md], run_id=args.run_id) as run:
         run.stable["lineage"] = [lineage(p) for p in args.parts]
         table = gather(args.parts)
         write_csv(table, args.csv)
-        Path(args.md).write_text(markdown(table, args.task))
+        Path(args.md).write_text(markdown(table, args.task, real))
     log.info("%s: %d rows from %d result files", args.csv, table.num_rows, len(args.parts))
     return 0

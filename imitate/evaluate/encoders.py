@@ -1,18 +1,64 @@
-"""Frozen vision encoders for downstream evaluation: torchvision ResNets with ``fc`` removed."""
+"""The vision encoders a downstream task compares: torchvision ResNets with ``fc`` removed.
+
+A method (``evaluate.methods.<name>`` in config.yaml) names where its weights come from:
+``random`` (seeded initialisation), ``imagenet`` (torchvision's weights from the local torch cache),
+``pretrain`` (this pipeline's ``results/pretrain/encoder.safetensors``) or a path to any encoder file:
+safetensors, or a torch checkpoint holding a state_dict (under ``state_dict`` for Lightning files).
+``prefix`` selects and strips the keys of the ResNet inside a bigger model, e.g. MGCA's
+``img_encoder_q.model.``.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torchvision
 from safetensors.torch import load_file
-from torch import nn
+from torch import Tensor, nn
+
+from imitate.models.backbone import imagenet_weights_path
 
 log = logging.getLogger(__name__)
 
-BACKBONES = ("resnet18", "resnet34", "resnet50")
+FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}  # width of the pooled features
+BACKBONES = tuple(FEATURE_DIMS)
+SPECIAL_WEIGHTS = ("random", "imagenet", "pretrain")
+
+
+@dataclass(frozen=True)
+class Method:
+    """One compared encoder: its table name, where its weights come from, and a key prefix to strip."""
+
+    name: str
+    weights: str
+    prefix: str = ""
+
+    @property
+    def is_random(self) -> bool:
+        """Whether the encoder is a seeded random initialisation (so its results vary with the seed)."""
+        return self.weights == "random"
+
+
+def method_from_config(name: str, entry: Mapping[str, str]) -> Method:
+    """A :class:`Method` from its config entry ``{weights, prefix?}``."""
+    return Method(name, str(entry["weights"]), str(entry.get("prefix", "")))
+
+
+def weights_file(method: Method, backbone: str, pretrained: str | Path | None = None) -> Path | None:
+    """The file ``method`` loads (None for random); ``pretrained`` is this pipeline's encoder file."""
+    if method.weights == "random":
+        return None
+    if method.weights == "imagenet":
+        return imagenet_weights_path(backbone)
+    if method.weights == "pretrain":
+        if pretrained is None:
+            raise ValueError(f"method {method.name!r} evaluates the pretrained encoder: give its file")
+        return Path(pretrained)
+    return Path(method.weights)
 
 
 def build_resnet(backbone: str) -> nn.Module:
@@ -24,27 +70,49 @@ def build_resnet(backbone: str) -> nn.Module:
     return model
 
 
-def load_encoder_weights(model: nn.Module, path: str | Path) -> None:
-    """Load a torchvision-keyed state_dict (safetensors) into ``model``: every key must match."""
-    state = load_file(str(path))
+def read_state_dict(path: str | Path, prefix: str = "") -> dict[str, Tensor]:
+    """The tensors of an encoder file whose keys start with ``prefix``, with the prefix removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: encoder weights not found")
+    if path.suffix == ".safetensors":
+        state: object = load_file(str(path))
+    else:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+            state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a state_dict, got {type(state).__name__}")
+    tensors = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and isinstance(v, Tensor)}
+    if not tensors:
+        raise ValueError(f"{path}: no tensors under the key prefix {prefix!r}")
+    return tensors
+
+
+def load_encoder_weights(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+    """Load a torchvision-keyed ``state`` into ``model``: every ResNet key must be present and fit."""
     result = model.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith("fc.")]
-    if missing or result.unexpected_keys:
+    unexpected = [k for k in result.unexpected_keys if not k.startswith("fc.")]
+    if missing or unexpected:
         raise ValueError(
-            f"{path}: encoder weights do not fit the backbone "
-            f"(missing {missing[:5]}, unexpected {result.unexpected_keys[:5]})"
+            f"{source}: encoder weights do not fit the backbone (missing {missing[:5]}, unexpected {unexpected[:5]})"
         )
 
 
-def frozen_encoder(method: str, backbone: str, *, weights: str | Path | None, seed: int) -> nn.Module:
-    """The encoder a method evaluates: ``random_init`` (seeded) or pretrained ``weights``; eval mode, frozen."""
+def build_encoder(method: Method, backbone: str, *, seed: int, pretrained: str | Path | None = None) -> nn.Module:
+    """``method``'s ResNet (trainable, train mode); random weights are drawn from ``seed``."""
     torch.manual_seed(seed)
     model = build_resnet(backbone)
-    if method == "random_init":
-        log.info("%s: randomly initialised %s (seed %d)", method, backbone, seed)
+    path = weights_file(method, backbone, pretrained)
+    if path is None:
+        log.info("%s: randomly initialised %s (seed %d)", method.name, backbone, seed)
     else:
-        if weights is None:
-            raise ValueError(f"method {method!r} needs encoder weights")
-        load_encoder_weights(model, weights)
-        log.info("%s: %s weights from %s", method, backbone, weights)
-    return model.eval().requires_grad_(False)
+        load_encoder_weights(model, read_state_dict(path, method.prefix), str(path))
+        log.info("%s: %s weights from %s", method.name, backbone, path)
+    return model
+
+
+def frozen_encoder(method: Method, backbone: str, *, seed: int, pretrained: str | Path | None = None) -> nn.Module:
+    """:func:`build_encoder` in eval mode with every parameter frozen."""
+    return build_encoder(method, backbone, seed=seed, pretrained=pretrained).eval().requires_grad_(False)

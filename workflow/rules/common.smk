@@ -12,6 +12,7 @@ validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, workflow.basedir)
 from imitate.config import config_hash  # noqa: E402  (this checkout, also under --sdm conda)
+from imitate.datasets import load_adapter  # noqa: E402
 from imitate.provenance.code import stage_code_sha256  # noqa: E402
 
 # MIMIC-derived outputs must not be world-readable (data-use agreement): no file or directory this
@@ -69,16 +70,61 @@ def image_tree_args():
     return " ".join(f"--image-tree {shlex.quote(tree)}" for tree in trees)
 
 
-def linear_methods():
-    return config["evaluate"]["linear_classification"]["methods"]
+TASKS = ("linear_classification", "finetune_classification", "zero_shot", "retrieval")
+# zero-shot and retrieval need the projectors too: only methods with a whole IMITATE model qualify
+VISION_LANGUAGE_TASKS = ("zero_shot", "retrieval")
+VISION_LANGUAGE_WEIGHTS = ("pretrain", "random")
+
+
+def task_datasets(task):
+    """The datasets `task` runs on; each must have an entry under `datasets:`."""
+    names = config["evaluate"][task]["datasets"]
+    missing = [name for name in names if name not in config["datasets"]]
+    if missing:
+        raise ValueError(f"evaluate.{task}.datasets names {missing}, which have no entry under datasets:")
+    return names
+
+
+def used_datasets():
+    """Every dataset some task runs on, in config order."""
+    used = {name for task in TASKS for name in task_datasets(task)}
+    return [name for name in config["datasets"] if name in used]
+
+
+def dataset_adapter(name):
+    """The adapter of datasets.<name> (constructing it validates its options)."""
+    return load_adapter(name, config["datasets"][name])
+
+
+def dataset_raw_files(name):
+    """The raw label/list files of dataset `name` (what its demo rule writes and its dataset rule reads)."""
+    adapter = dataset_adapter(name)
+    return [str(adapter.root / rel) for rel in adapter.raw_files().values()]
+
+
+def is_demo_dataset(name):
+    """Whether the dataset's files are synthetic: its own demo, or the pipeline's demo MIMIC-CXR."""
+    entry = config["datasets"][name]
+    return "demo" in entry or (config["data"]["source"] == "demo" and Path(entry["root"]) == Path(DATA_ROOT))
+
+
+def task_methods(task):
+    """The methods a task compares (the vision-language tasks only those with a whole model)."""
+    methods = config["evaluate"]["methods"]
+    if task in VISION_LANGUAGE_TASKS:
+        return [name for name, m in methods.items() if m["weights"] in VISION_LANGUAGE_WEIGHTS]
+    return list(methods)
+
+
+def evaluation_outputs(task):
+    """The per-(dataset, method) result files of `task`."""
+    return [f"results/evaluate/{task}/{d}/{m}.parquet" for d in task_datasets(task) for m in task_methods(task)]
 
 
 def final_tables():
-    """The results tables of every task."""
-    return [
-        "results/tables/linear_classification.csv",
-        "results/tables/linear_classification.md",
-    ]
+    """The results tables of every task that runs on at least one dataset."""
+    return [f"results/tables/{task}.{ext}" for task in TASKS if task_datasets(task) and task_methods(task)
+            for ext in ("csv", "md")]
 
 
 def final_outputs():
@@ -91,19 +137,19 @@ def final_outputs():
     ]
 
 
-DATASET = "mimic-cxr-demo" if config["data"]["source"] == "demo" else "mimic-cxr"
-
-
 def method_weights(wildcards):
-    """Encoder weights a method is evaluated with ([] for random init)."""
-    if wildcards.method == "imitate":
-        return [rules.pretrain.output.encoder]
-    return []
+    """The weights file a method is evaluated with ([] for random init)."""
+    weights = config["evaluate"]["methods"][wildcards.method]["weights"]
+    if weights == "random":
+        return []
+    if weights == "pretrain":
+        vl = wildcards.task in VISION_LANGUAGE_TASKS
+        return [rules.pretrain.output.model if vl else rules.pretrain.output.encoder]
+    if weights == "imagenet":
+        from imitate.models.backbone import imagenet_weights_path  # torch: imported only when asked for
 
-
-def weights_arg(wildcards, input):
-    """The --weights argument of a method that has encoder weights."""
-    return f"--weights {input.weights}" if input.weights else ""
+        return [str(imagenet_weights_path(config["model"]["backbone"]))]
+    return [weights]
 
 
 def pretrain_launcher(wildcards, resources):

@@ -1,58 +1,59 @@
-# Downstream evaluation of frozen encoders -> per-method results -> tables with provenance.
+# Downstream evaluation: one job per (task, dataset, method), all seeds inside -> tables with provenance.
+
+wildcard_constraints:
+    task="|".join(TASKS),
+    method="|".join(config["evaluate"]["methods"]) or "no-method",
 
 
-rule linear_subsets:
+def evaluate_params(wildcards):
+    """Everything an evaluation reads from the config, as command-line-ready values (reruns on change)."""
+    method = config["evaluate"]["methods"][wildcards.method]
+    evaluate = config["evaluate"]
+    return {
+        "settings": json.dumps(evaluate[wildcards.task], sort_keys=True),
+        "weights": shlex.quote(method["weights"]),
+        "prefix": f"--prefix {shlex.quote(method['prefix'])}" if method.get("prefix") else "",
+        "seeds": " ".join(str(s) for s in evaluate["seeds"]),
+        "crop": evaluate.get("crop_size") or config["pretrain"]["crop_size"],
+        "batch_size": evaluate.get("batch_size", 64),
+        "device": evaluate.get("device", "cpu"),
+        "model": json.dumps(config["model"], sort_keys=True),
+        "text": json.dumps(config["embed"], sort_keys=True),
+    }
+
+
+rule evaluate:
     input:
-        shards=rules.shards.output.manifest,
-    output:
-        subsets="results/evaluate/linear_classification/subsets.parquet",
-    log:
-        "logs/evaluate/linear_subsets.log",
-    params:
-        code=code_of("subsets"),
-        run_id=RUN_ID,
-        fractions=" ".join(str(f) for f in config["evaluate"]["linear_classification"]["fractions"]),
-        seed=config["seed"],
-    conda:
-        "../../envs/imitate.yaml"
-    shell:
-        "IMITATE_RULE=linear_subsets IMITATE_WILDCARDS={wildcards:q} python -m imitate subsets --shards {input.shards} --fractions {params.fractions} --seed {params.seed}"
-        " --out {output.subsets} --run-id {params.run_id} > {log} 2>&1"
-
-
-rule linear_classification:
-    input:
-        shards=rules.shards.output.manifest,
-        labels=raw("labels"),
-        subsets=rules.linear_subsets.output.subsets,
+        records="results/datasets/{dataset}/records.parquet",
+        subsets="results/datasets/{dataset}/subsets.parquet",
+        shards="results/datasets/{dataset}/shards/manifest.parquet",
         weights=method_weights,
     output:
-        results="results/evaluate/linear_classification/{method}.parquet",
+        results="results/evaluate/{task}/{dataset}/{method}.parquet",
     log:
-        "logs/evaluate/linear_classification/{method}.log",
+        "logs/evaluate/{task}/{dataset}/{method}.log",
     params:
         code=code_of("evaluate"),
         run_id=RUN_ID,
-        settings=settings("evaluate", "linear_classification"),
-        weights=weights_arg,
+        p=evaluate_params,
         backbone=config["model"]["backbone"],
-        crop=config["evaluate"]["linear_classification"].get("crop_size") or config["pretrain"]["crop_size"],
-        dataset=DATASET,
-        seed=config["seed"],
+        weights_file=lambda wildcards, input: f"--weights-file {input.weights}" if input.weights else "",
     threads: 1
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "IMITATE_RULE=linear_classification IMITATE_WILDCARDS={wildcards:q} python -m imitate evaluate --task linear_classification --method {wildcards.method} {params.weights}"
-        " --shards {input.shards} --labels {input.labels} --subsets {input.subsets}"
-        " --backbone {params.backbone} --crop-size {params.crop} --dataset {params.dataset}"
-        " --seed {params.seed} --settings {params.settings:q} --out {output.results} --run-id {params.run_id}"
-        " > {log} 2>&1"
+        "IMITATE_RULE=evaluate IMITATE_WILDCARDS={wildcards:q} python -m imitate evaluate --task {wildcards.task}"
+        " --records {input.records} --subsets {input.subsets} --shards {input.shards}"
+        " --method {wildcards.method} --weights {params.p[weights]} {params.p[prefix]} {params.weights_file}"
+        " --backbone {params.backbone} --crop-size {params.p[crop]} --batch-size {params.p[batch_size]}"
+        " --device {params.p[device]} --seeds {params.p[seeds]} --settings {params.p[settings]:q}"
+        " --model-settings {params.p[model]:q} --text-settings {params.p[text]:q}"
+        " --out {output.results} --run-id {params.run_id} > {log} 2>&1"
 
 
 rule tables:
     input:
-        parts=expand("results/evaluate/{{task}}/{method}.parquet", method=linear_methods()),
+        parts=lambda wildcards: evaluation_outputs(wildcards.task),
     output:
         csv=report("results/tables/{task}.csv", category="Results", caption="../report/tables.rst"),
         md=report("results/tables/{task}.md", category="Results", caption="../report/tables.rst"),
@@ -64,11 +65,14 @@ rule tables:
     params:
         code=code_of("tables"),
         run_id=RUN_ID,
+        real=lambda wildcards: " ".join(
+            f"{d}={config['datasets'][d]['adapter']}" for d in task_datasets(wildcards.task) if not is_demo_dataset(d)
+        ),
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "IMITATE_RULE=tables IMITATE_WILDCARDS={wildcards:q} python -m imitate tables {input.parts} --task {wildcards.task} --csv {output.csv} --md {output.md}"
-        " --run-id {params.run_id} > {log} 2>&1"
+        "IMITATE_RULE=tables IMITATE_WILDCARDS={wildcards:q} python -m imitate tables {input.parts} --task {wildcards.task}"
+        " --real-datasets {params.real} --csv {output.csv} --md {output.md} --run-id {params.run_id} > {log} 2>&1"
 
 
 rule provenance_catalog:

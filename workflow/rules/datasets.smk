@@ -1,0 +1,90 @@
+# Downstream datasets: raw files (real, or a demo copy) -> records + rejects + frozen splits/subsets -> shards.
+
+wildcard_constraints:
+    dataset="|".join(config["datasets"]) or "no-dataset",
+
+
+for _name in used_datasets():
+    if "demo" in config["datasets"][_name]:
+
+        rule:
+            name:
+                f"dataset_demo_{_name}"
+            output:
+                dataset_raw_files(_name),
+            log:
+                f"logs/datasets/{_name}/demo.log",
+            params:
+                code=code_of("dataset_demo"),
+                name=_name,
+                entry=config["datasets"][_name],
+                options=json.dumps(config["datasets"][_name].get("options", {}), sort_keys=True),
+                seed=config["demo"]["seed"],
+            conda:
+                "../../envs/imitate.yaml"
+            shell:
+                "IMITATE_RULE=dataset_demo python -m imitate dataset-demo {params.name}"
+                " --adapter {params.entry[adapter]} --root {params.entry[root]} --options {params.options:q}"
+                " --n-images {params.entry[demo][n_images]} --image-size {params.entry[demo][image_size]}"
+                " --seed {params.seed} > {log} 2>&1"
+
+
+def dataset_params(wildcards):
+    """The dataset's config entry, its adapter options and split draw as JSON (reruns on change)."""
+    entry = config["datasets"][wildcards.dataset]
+    return {
+        "adapter": entry["adapter"],
+        "root": entry["root"],
+        "options": json.dumps(entry.get("options", {}), sort_keys=True),
+        "split": f"--split {shlex.quote(json.dumps(entry['split'], sort_keys=True))}" if "split" in entry else "",
+        "image_size": entry["image_size"],
+    }
+
+
+rule dataset:
+    input:
+        raw=lambda wildcards: dataset_raw_files(wildcards.dataset),
+    output:
+        records="results/datasets/{dataset}/records.parquet",
+        rejects="results/datasets/{dataset}/rejects.parquet",
+        subsets="results/datasets/{dataset}/subsets.parquet",
+        counts="results/datasets/{dataset}/counts.json",
+    log:
+        "logs/datasets/{dataset}/dataset.log",
+    params:
+        code=code_of("dataset"),
+        run_id=RUN_ID,
+        entry=dataset_params,
+        fractions=" ".join(str(f) for f in config["evaluate"]["fractions"]),
+        seed=config["seed"],
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "IMITATE_RULE=dataset IMITATE_WILDCARDS={wildcards:q} python -m imitate dataset {wildcards.dataset}"
+        " --adapter {params.entry[adapter]} --root {params.entry[root]} --options {params.entry[options]:q}"
+        " {params.entry[split]} --fractions {params.fractions} --seed {params.seed}"
+        " --out-dir results/datasets/{wildcards.dataset} --run-id {params.run_id} > {log} 2>&1"
+
+
+rule dataset_shards:
+    input:
+        records=rules.dataset.output.records,
+    output:
+        manifest="results/datasets/{dataset}/shards/manifest.parquet",
+        rejects="results/datasets/{dataset}/shards/rejects.parquet",
+    log:
+        "logs/datasets/{dataset}/shards.log",
+    params:
+        code=code_of("shards"),
+        run_id=RUN_ID,
+        entry=dataset_params,
+        cfg=config["shards"],
+    threads: 2
+    conda:
+        "../../envs/imitate.yaml"
+    shell:
+        "IMITATE_RULE=dataset_shards IMITATE_WILDCARDS={wildcards:q} python -m imitate shards {input.records}"
+        " --root {params.entry[root]} --out results/datasets/{wildcards.dataset}/shards"
+        " --image-size {params.entry[image_size]} --samples-per-shard {params.cfg[samples_per_shard]}"
+        " --format {params.cfg[format]} --jpeg-quality {params.cfg[jpeg_quality]}"
+        " --workers {threads} --run-id {params.run_id} > {log} 2>&1"
