@@ -61,7 +61,9 @@ def _columns(rows: Sequence[Mapping], task: str) -> list[Column]:
             fractions = sorted({r["fraction"] for r in mine}, key=_fraction_order)
             columns += [(dataset, f, metric) for f in fractions]
         elif task == "zero_shot":
-            columns += [(dataset, "all", m) for m in ZERO_SHOT_METRICS if m in metrics]
+            # multiclass sets (5x200) quote top-1 accuracy; binary/multi-label sets the mean per label
+            wanted = ("auc_macro", "f1_macro", "acc") if "acc" in metrics else ZERO_SHOT_METRICS
+            columns += [(dataset, "all", m) for m in wanted if m in metrics]
         else:
             ks = sorted((m for m in metrics if m.startswith("precision@")), key=lambda m: int(m.split("@")[1]))
             columns += [(dataset, "all", m) for m in ks]

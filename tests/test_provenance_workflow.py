@@ -36,13 +36,16 @@ def test_provenance_prints_the_lineage_down_to_raw_inputs(tiny_run):
     assert out.returncode == 0, out.stderr
     text = out.stdout
     assert text.splitlines()[0].startswith(f"{TABLE} [tables] sha256:")
-    # the demo's CSVs record the generator that wrote them; the report tree is a raw input
-    for raw in ("mimic-cxr-2.0.0-chexpert.csv.gz [demo-data]", "mimic-cxr-2.0.0-metadata.csv.gz [demo-data]",
-                "mimic-cxr-2.0.0-split.csv.gz [demo-data]", "mimic-cxr-reports/files [raw directory"):
+    # the demos' files record the generator that wrote them; the report tree is a raw input
+    for raw in ("mimic-cxr-2.0.0-metadata.csv.gz [demo-data]", "mimic-cxr-2.0.0-split.csv.gz [demo-data]",
+                "mimic-cxr-reports/files [raw directory", "toy/labels.csv [dataset-demo]",
+                "rsna/stage_2_train_labels.csv [dataset-demo]", "results/datasets/toy/records.parquet [dataset]"):
         assert raw in text
     assert "encoder.safetensors [pretrain]" in text
     tree = json.loads(_imitate(tiny_run, "provenance", TABLE, "--json").stdout)
-    assert tree["stage"] == "tables" and set(tree["inputs"]) == {"imitate", "random_init"}
+    assert tree["stage"] == "tables"
+    assert set(tree["inputs"]) == {f"results/evaluate/linear_classification/{d}/{m}"
+                                   for d in ("toy", "rsna") for m in ("imitate", "random_init")}
 
 
 def test_provenance_of_an_unrecorded_file_fails_clearly(tiny_run):
@@ -63,15 +66,15 @@ def test_audit_passes_then_catches_an_edited_intermediate(run_copy):
 
 
 def test_audit_reports_a_missing_input(run_copy):
-    (run_copy / "results/evaluate/linear_classification/subsets.parquet").unlink()
+    (run_copy / "results/datasets/toy/subsets.parquet").unlink()
     out = _imitate(run_copy, "audit", "results")
     assert out.returncode == 1
-    assert "input_missing\tresults/evaluate/linear_classification/subsets.parquet" in out.stdout
+    assert "input_missing\tresults/datasets/toy/subsets.parquet" in out.stdout
 
 
 def test_catalog_answers_which_checkpoint_and_which_tables(tiny_run):
     con = duckdb.connect(str(tiny_run / "results/provenance.duckdb"), read_only=True)
-    assert con.execute("SELECT count(*) FROM artifacts WHERE stage = 'pretrain'").fetchone()[0] == 4
+    assert con.execute("SELECT count(*) FROM artifacts WHERE stage = 'pretrain'").fetchone()[0] == 5
     weights = con.execute(
         """
         WITH RECURSIVE up(path) AS (
@@ -95,15 +98,17 @@ def test_catalog_answers_which_checkpoint_and_which_tables(tiny_run):
         """,
         [split],
     ).fetchall()
-    assert tables == [(TABLE,), ("results/tables/linear_classification.md",)]
+    tasks = ("finetune_classification", "linear_classification", "retrieval", "zero_shot")
+    assert tables == [(f"results/tables/{t}.{ext}",) for t in tasks for ext in ("csv", "md")]
     rules = {r for (r,) in con.execute("SELECT DISTINCT rule FROM artifacts").fetchall()}
-    assert {"sections", "manifest", "shards", "embed", "pretrain", "linear_classification", "tables"} <= rules
+    assert {"sections", "manifest", "shards", "embed", "pretrain", "dataset_demo", "dataset", "dataset_shards",
+            "evaluate", "tables"} <= rules
 
 
 def test_editing_package_code_reruns_exactly_the_rules_that_use_it(run_copy, tmp_path):
     checkout = tmp_path / "checkout"
     checkout.mkdir()
-    for part in ("Snakefile", "workflow", "imitate", "config.yaml"):
+    for part in ("Snakefile", "workflow", "imitate", "config.yaml", "tests"):
         src = ROOT / part
         (shutil.copytree if src.is_dir() else shutil.copy)(src, checkout / part)
     snakefile = checkout / "Snakefile"

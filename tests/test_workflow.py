@@ -15,11 +15,40 @@ def test_tiny_workflow_writes_the_results_table(tiny_run):
         rows = list(csv.DictReader(fh))
     assert {"dataset", "task", "fraction", "method", "metric", "value", "run_id"} <= set(rows[0])
     assert {r["method"] for r in rows} == {"imitate", "random_init"}
-    assert {float(r["fraction"]) for r in rows} == {10.0, 100.0}
+    assert {r["dataset"] for r in rows} == {"toy", "rsna"}  # toy: the README's way of adding a dataset
+    assert {r["fraction"] for r in rows} == {"50", "100"} and {r["seed"] for r in rows} == {"0", "1"}
     assert {r["task"] for r in rows} == {"linear_classification"}
     assert {r["run_id"] for r in rows} == {"tiny"}
     assert all(0.0 <= float(r["value"]) <= 1.0 for r in rows if r["value"] not in ("", "nan"))
+    pretrained = {r["checkpoint_sha256"] for r in rows if r["method"] == "imitate"}
+    assert len(pretrained) == 1 and len(pretrained.pop()) == 64
+    assert {r["checkpoint_sha256"] for r in rows if r["method"] == "random_init"} == {""}
     assert (tiny_run / "results/tables/linear_classification.csv.provenance.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("task", "datasets", "fractions"),
+    [
+        ("finetune_classification", {"chestxray14"}, {"50", "100"}),
+        ("zero_shot", {"rsna", "chexpert_5x200"}, {"all"}),
+        ("retrieval", {"chexpert_5x200"}, {"all"}),
+    ],
+)
+def test_every_task_has_its_table(tiny_run, task, datasets, fractions):
+    with open(tiny_run / f"results/tables/{task}.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {r["dataset"] for r in rows} == datasets and {r["fraction"] for r in rows} == fractions
+    assert {r["method"] for r in rows} == {"imitate", "random_init"}
+    markdown = (tiny_run / f"results/tables/{task}.md").read_text()
+    assert markdown.count("\n| imitate |") == 1 and "(paper)" not in markdown  # demo data: no paper rows
+
+
+def test_prepared_datasets_account_for_every_record(tiny_run):
+    for name in ("toy", "rsna", "chestxray14", "chexpert_5x200"):
+        counts = json.loads((tiny_run / f"results/datasets/{name}/counts.json").read_text())
+        assert counts["input_records"] == counts["records"] + counts["rejected"]
+    toy = json.loads((tiny_run / "results/datasets/toy/counts.json").read_text())
+    assert toy["rejects_by_reason"] == {"bad_label": 1}
 
 
 def test_second_run_has_nothing_to_do(tiny_run):
@@ -38,7 +67,11 @@ def test_every_rule_wrote_its_log(tiny_run):
         "embed.log",
         "embed_map.log",
         "pretrain.log",
-        "evaluate/linear_subsets.log",
+        "datasets/toy/demo.log",
+        "datasets/toy/dataset.log",
+        "datasets/toy/shards.log",
+        "evaluate/linear_classification/toy/imitate.log",
+        "evaluate/zero_shot/chexpert_5x200/random_init.log",
         "tables/linear_classification.log",
     } <= logs
 
@@ -62,7 +95,11 @@ def test_table_provenance_reaches_raw_inputs(tiny_run):
         "results/embed/embeddings.parquet",
         "results/embed/section_map.png",
         "results/pretrain/encoder.safetensors",
-        "results/evaluate/linear_classification/imitate.parquet",
+        "results/pretrain/model.safetensors",
+        "results/datasets/rsna/records.parquet",
+        "results/datasets/rsna/shards/manifest.parquet",
+        "results/evaluate/linear_classification/rsna/imitate.parquet",
+        "results/evaluate/retrieval/chexpert_5x200/imitate.parquet",
         "results/tables/linear_classification.md",
     ],
 )

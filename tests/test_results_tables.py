@@ -1,0 +1,64 @@
+"""Paper-layout Markdown tables: columns per task, mean ± std over seeds, the paper's rows on real data."""
+
+import pytest
+
+from imitate.evaluate.paper import paper_values
+from imitate.evaluate.rows import RunInfo, result_rows, rows_table
+from imitate.results import CSV_COLUMNS, gather, markdown
+
+
+def _rows(task, dataset, method, fraction, seed, metrics):
+    info = RunInfo(dataset=dataset, task=task, method=method, run_id="r", checkpoint_sha256=None)
+    return result_rows(info, fraction=fraction, seed=seed, metrics=metrics, n_train=10, n_test=5)
+
+
+def _table(rows):
+    return rows_table(rows).select(list(CSV_COLUMNS))
+
+
+def test_linear_table_has_the_headline_metric_per_dataset_and_mean_std_over_seeds():
+    rows = []
+    for seed, value in ((0, 0.80), (1, 0.90)):
+        rows += _rows("linear_classification", "rsna", "imitate", 10, seed, {"auc_macro": value, "auc:Pneumonia": 0})
+        rows += _rows("linear_classification", "covidx", "imitate", 10, seed, {"acc": value, "auc_macro": 0.5})
+    text = markdown(_table(rows), "linear_classification")
+    header = text.splitlines()[2]
+    assert header == "| method | covidx acc 10% | rsna auc_macro 10% |"
+    assert "| imitate | 85.00 ± 7.07 | 85.00 ± 7.07 |" in text
+    assert "(paper)" not in text
+
+
+def test_paper_rows_appear_only_for_real_datasets():
+    rows = _rows("linear_classification", "chex", "imitate", 1, 0, {"auc_macro": 0.9})
+    rows += _rows("linear_classification", "chex", "imitate", 100, 0, {"auc_macro": 0.95})
+    rows += _rows("linear_classification", "toy", "imitate", 1, 0, {"auc_macro": 0.7})
+    text = markdown(_table(rows), "linear_classification", {"chex": "chexpert"})
+    assert "| IMITATE (paper) | 89.10 | 89.70 | – |" in text
+    assert "| Random Init (paper) | 56.10 | 65.70 | – |" in text
+    assert paper_values("zero_shot", "siim")["IMITATE"] == {"auc_macro": 89.9, "f1_macro": 69.1, "acc_macro": 85.2}
+
+
+def test_zero_shot_and_retrieval_columns():
+    rows = _rows("zero_shot", "five", "m", "all", 0, {"auc_macro": 0.6, "f1_macro": 0.3, "acc_macro": 0.8, "acc": 0.5})
+    rows += _rows("zero_shot", "rsna", "m", "all", 0, {"auc_macro": 0.7, "f1_macro": 0.4, "acc_macro": 0.6})
+    assert markdown(_table(rows), "zero_shot").splitlines()[2] == (
+        "| method | five auc_macro | five f1_macro | five acc | rsna auc_macro | rsna f1_macro | rsna acc_macro |"
+    )
+    rows = _rows("retrieval", "five", "m", "all", 0, {"precision@10": 0.5, "precision@5": 0.6, "precision@100": 0.2})
+    text = markdown(_table(rows), "retrieval", {"five": "chexpert_5x200"})
+    assert text.splitlines()[2] == "| method | five precision@5 | five precision@10 | five precision@100 |"
+    assert "| GLoRIA (paper) | 69.24 | 67.22 | 53.78 |" in text
+
+
+def test_gather_keeps_the_csv_columns_in_a_fixed_order(tmp_path):
+    import pyarrow.parquet as pq
+
+    a = rows_table(_rows("retrieval", "b", "m2", "all", 1, {"precision@5": 0.1}))
+    b = rows_table(_rows("retrieval", "a", "m1", "all", 0, {"precision@5": 0.2}))
+    pq.write_table(a, tmp_path / "a.parquet")
+    pq.write_table(b, tmp_path / "b.parquet")
+    table = gather([tmp_path / "a.parquet", tmp_path / "b.parquet"])
+    assert table.column_names == list(CSV_COLUMNS)
+    assert table["dataset"].to_pylist() == ["a", "b"]
+    with pytest.raises(ValueError, match="no result files"):
+        gather([])
