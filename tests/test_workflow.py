@@ -80,7 +80,7 @@ def test_every_rule_wrote_its_log(tiny_run):
 def test_table_provenance_reaches_raw_inputs(tiny_run):
     record = json.loads((tiny_run / "results/tables/linear_classification.csv.provenance.json").read_text())
     text = json.dumps(record["lineage"])
-    for raw in ("mimic-cxr-2.0.0-chexpert.csv.gz", "mimic-cxr-2.0.0-metadata.csv.gz", "mimic-cxr-reports"):
+    for raw in ("toy/labels.csv", "stage_2_train_labels.csv", "mimic-cxr-2.0.0-metadata.csv.gz", "mimic-cxr-reports"):
         assert raw in text
     assert record["git"]["commit"] is None or len(record["git"]["commit"]) == 40
     assert len(record["run"]["config_sha256"]) == 64
