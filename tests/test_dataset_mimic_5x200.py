@@ -5,16 +5,8 @@ import pytest
 
 from imitate.datasets import load_adapter
 from imitate.datasets.base import DemoSpec
-from imitate.datasets.mimic_5x200 import CLASSES, single_class
+from imitate.datasets.mimic_5x200 import CLASSES
 from imitate.datasets.prepare import prepare_dataset
-
-
-def test_single_class_rule():
-    assert single_class({"Edema": 1.0, "No Finding": None, "Support Devices": 0.0}) == "Edema"
-    assert single_class({"Edema": 1.0, "Pneumonia": -1.0}) is None  # uncertain elsewhere disqualifies
-    assert single_class({"Edema": 1.0, "Cardiomegaly": 1.0}) is None
-    assert single_class({"Pneumothorax": 1.0}) is None  # not one of the five classes
-    assert single_class({"Edema": -1.0}) is None
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +23,8 @@ def test_demo_prepares_balanced_test_set_with_texts(demo_root):
     counts = prepared.counts()
     assert counts["input_records"] == counts["records"] + counts["rejected"]
     assert counts["by_split"] == {"test": 20} and counts["train_subsets"] == {}
+    # GLoRIA's rule, shared with CheXpert 5x200, names why a test study is not eligible
+    assert {"no_class_positive", "several_classes_positive", "not_selected"} <= set(counts["rejects_by_reason"])
     labels = prepared.records["labels"].to_pylist()
     assert [sum(row[i] for row in labels) for i in range(len(CLASSES))] == [4.0] * 5
     assert prepared.records["text"].null_count == 0

@@ -3,14 +3,18 @@
 CheXpert's reports are private, so GLoRIA's CheXpert 5x200 retrieval cannot be rerun (gloria #4, #16);
 MIMIC-CXR has both labels and reports. A study is eligible for class ``c`` (one of the five competition
 labels) when its CheXpert label ``c`` is 1.0 and the other 12 observations except No Finding are 0 or
-blank (so an uncertain -1.0 anywhere disqualifies it). Only studies of the official ``test`` split are
-used, so no 5x200 image was seen in pretraining; one frontal image per study (the first by dicom_id), and
-``per_class`` studies per class drawn with ``seed`` from the candidates sorted by study. The text of an
-image is its report's Impression (GLoRIA used "Report Impression"), or its Findings when it has none.
+blank, so an uncertain -1.0 anywhere disqualifies it (the rule of
+:func:`imitate.datasets.chexpert_5x200.eligibility`, shared with CheXpert 5x200). Only studies of the
+official ``test`` split are used, so no 5x200 image was seen in pretraining; one frontal image per
+study (the first by dicom_id), and ``per_class`` studies per class drawn with ``seed`` from the
+candidates sorted by study. The text of an image is its report's Impression (GLoRIA used "Report
+Impression"), or its Findings when it has none.
 
 Every metadata row ends in the records or in the rejects, with the first reason that applies:
-``not_in_split`` (no split row / not the test split), ``view_not_frontal``, ``no_label_row``,
-``not_single_class``, ``other_image_of_study``, ``not_selected``, ``report_missing``, ``no_report_text``.
+``not_in_split`` (no split row / not the test split), ``view_not_frontal``, ``no_label_row``, the
+eligibility reasons (``no_class_positive``, ``several_classes_positive``,
+``other_observation_not_negative``), ``other_image_of_study``, ``not_selected``, ``report_missing``,
+``no_report_text``.
 """
 
 from __future__ import annotations
@@ -22,24 +26,12 @@ import duckdb
 import numpy as np
 
 from imitate.datasets.base import DatasetAdapter, DemoSpec, Parsed, records_table, rejects_table
+from imitate.datasets.chexpert_5x200 import eligibility
+from imitate.datasets.chexpert_csv import COMPETITION_LABELS, OBSERVATIONS
 from imitate.demo.mimic import write_demo_mimic
 from imitate.sections.parser import last_by_name, section_text
 
-CLASSES: tuple[str, ...] = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion")
-OBSERVATIONS: tuple[str, ...] = (
-    "Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Enlarged Cardiomediastinum", "Fracture",
-    "Lung Lesion", "Lung Opacity", "Pleural Effusion", "Pleural Other", "Pneumonia", "Pneumothorax",
-    "Support Devices",
-)  # the 13 CheXpert observations besides No Finding
-
-
-def single_class(values: Mapping[str, float | None]) -> str | None:
-    """The class a study's labels define under GLoRIA's 5x200 rule, or None (blank counts as 0)."""
-    positive = [name for name in OBSERVATIONS if values.get(name) == 1.0]
-    if len(positive) != 1 or positive[0] not in CLASSES:
-        return None
-    others_zero = all((values.get(name) or 0.0) == 0.0 for name in OBSERVATIONS if name != positive[0])
-    return positive[0] if others_zero else None
+CLASSES = COMPETITION_LABELS
 
 
 class Adapter(DatasetAdapter):
@@ -104,7 +96,7 @@ class Adapter(DatasetAdapter):
         """Every metadata row with its label class, image path and first reject reason (or None)."""
         con = duckdb.connect()
         opts, root = self.options, self.root
-        observations = ", ".join(f'TRY_CAST(l."{name}" AS DOUBLE) AS "{name}"' for name in OBSERVATIONS)
+        observations = ", ".join(f'TRY_CAST(l."{name}" AS DOUBLE)' for name in OBSERVATIONS)
         rows = con.execute(
             f"""
             SELECT m.line, m.dicom_id, CAST(m.subject_id AS BIGINT), CAST(m.study_id AS BIGINT), m.ViewPosition,
@@ -118,18 +110,22 @@ class Adapter(DatasetAdapter):
             """,
             [str(root / opts["metadata"]), str(root / opts["split"]), str(root / opts["labels"])],
         ).fetchall()
+        values = np.array([[np.nan if v is None else v for v in row[7:]] for row in rows], dtype=np.float64)
+        classes, class_reasons = eligibility(values.reshape(len(rows), len(OBSERVATIONS)))
         images = []
-        for line, dicom, subject, study, view, split, labelled, *values in rows:
+        for (line, dicom, subject, study, view, split, labelled, *_), index, class_reason in zip(
+            rows, classes, class_reasons, strict=True
+        ):
             image = {"dicom_id": dicom, "subject_id": subject, "study_id": study, "line": line, "path": None,
-                     "class": single_class(dict(zip(OBSERVATIONS, values, strict=True)))}
+                     "class": CLASSES[index]}
             if split != opts["from_split"]:
                 image["reason"] = "not_in_split"
             elif view not in opts["views"]:
                 image["reason"] = "view_not_frontal"
             elif not labelled:
                 image["reason"] = "no_label_row"
-            elif image["class"] is None:
-                image["reason"] = "not_single_class"
+            elif class_reason:
+                image["reason"] = str(class_reason)
             else:
                 image["reason"] = None
                 image["path"] = self._image_path(subject, study, dicom)
