@@ -113,7 +113,8 @@ def _finetune(request: EvalRequest, info: RunInfo, dataset: EvalDataset) -> list
             encoder = build_encoder(request.method, request.backbone, seed=seed, pretrained=request.weights_file)
             settings = FinetuneSettings(
                 epochs=s["epochs"], lr=s["lr"], batch_size=s["batch_size"], weight_decay=s.get("weight_decay", 1e-6),
-                crop_size=request.crop_size, workers=s.get("workers", 0), device=request.device, seed=seed,
+                crop_size=request.crop_size, augment=s.get("augment", "kad"), workers=s.get("workers", 0),
+                device=request.device, seed=seed,
             )
             result = finetune(encoder, FEATURE_DIMS[request.backbone], dataset, request.shards, keys, settings)
             rows += result_rows(info, fraction=fraction, seed=seed, metrics=result.metrics, n_train=result.n_train,
