@@ -13,6 +13,7 @@ validate(config, "../schemas/config.schema.yaml")
 sys.path.insert(0, workflow.basedir)
 from imitate.config import config_hash  # noqa: E402  (this checkout, also under --sdm conda)
 from imitate.datasets import load_adapter  # noqa: E402
+from imitate.evaluate.rows import TASKS  # noqa: E402
 from imitate.provenance.code import stage_code_sha256  # noqa: E402
 
 # MIMIC-derived outputs must not be world-readable (data-use agreement): no file or directory this
@@ -70,7 +71,6 @@ def image_tree_args():
     return " ".join(f"--image-tree {shlex.quote(tree)}" for tree in trees)
 
 
-TASKS = ("linear_classification", "finetune_classification", "zero_shot", "retrieval")
 # zero-shot and retrieval need the projectors too: only methods with a whole IMITATE model qualify
 VISION_LANGUAGE_TASKS = ("zero_shot", "retrieval")
 VISION_LANGUAGE_WEIGHTS = ("pretrain", "random")
@@ -150,6 +150,35 @@ def method_weights(wildcards):
 
         return [str(imagenet_weights_path(config["model"]["backbone"]))]
     return [weights]
+
+
+def dataset_params(wildcards):
+    """The dataset's config entry, its adapter options and split draw as JSON (reruns on change)."""
+    entry = config["datasets"][wildcards.dataset]
+    return {
+        "adapter": entry["adapter"],
+        "root": entry["root"],
+        "options": json.dumps(entry.get("options", {}), sort_keys=True),
+        "split": f"--split {shlex.quote(json.dumps(entry['split'], sort_keys=True))}" if "split" in entry else "",
+        "image_size": entry["image_size"],
+    }
+
+
+def evaluate_params(wildcards):
+    """Everything an evaluation reads from the config, as command-line-ready values (reruns on change)."""
+    method = config["evaluate"]["methods"][wildcards.method]
+    evaluate = config["evaluate"]
+    return {
+        "settings": json.dumps(evaluate[wildcards.task], sort_keys=True),
+        "weights": shlex.quote(method["weights"]),
+        "prefix": f"--prefix {shlex.quote(method['prefix'])}" if method.get("prefix") else "",
+        "seeds": " ".join(str(s) for s in evaluate["seeds"]),
+        "crop": evaluate.get("crop_size") or config["pretrain"]["crop_size"],
+        "batch_size": evaluate.get("batch_size", 64),
+        "device": evaluate.get("device", "cpu"),
+        "model": json.dumps(config["model"], sort_keys=True),
+        "text": json.dumps(config["embed"], sort_keys=True),
+    }
 
 
 def pretrain_launcher(wildcards, resources):

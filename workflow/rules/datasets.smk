@@ -29,18 +29,6 @@ for _name in used_datasets():
                 " --seed {params.seed} > {log} 2>&1"
 
 
-def dataset_params(wildcards):
-    """The dataset's config entry, its adapter options and split draw as JSON (reruns on change)."""
-    entry = config["datasets"][wildcards.dataset]
-    return {
-        "adapter": entry["adapter"],
-        "root": entry["root"],
-        "options": json.dumps(entry.get("options", {}), sort_keys=True),
-        "split": f"--split {shlex.quote(json.dumps(entry['split'], sort_keys=True))}" if "split" in entry else "",
-        "image_size": entry["image_size"],
-    }
-
-
 rule dataset:
     input:
         raw=lambda wildcards: dataset_raw_files(wildcards.dataset),

@@ -5,23 +5,6 @@ wildcard_constraints:
     method="|".join(config["evaluate"]["methods"]) or "no-method",
 
 
-def evaluate_params(wildcards):
-    """Everything an evaluation reads from the config, as command-line-ready values (reruns on change)."""
-    method = config["evaluate"]["methods"][wildcards.method]
-    evaluate = config["evaluate"]
-    return {
-        "settings": json.dumps(evaluate[wildcards.task], sort_keys=True),
-        "weights": shlex.quote(method["weights"]),
-        "prefix": f"--prefix {shlex.quote(method['prefix'])}" if method.get("prefix") else "",
-        "seeds": " ".join(str(s) for s in evaluate["seeds"]),
-        "crop": evaluate.get("crop_size") or config["pretrain"]["crop_size"],
-        "batch_size": evaluate.get("batch_size", 64),
-        "device": evaluate.get("device", "cpu"),
-        "model": json.dumps(config["model"], sort_keys=True),
-        "text": json.dumps(config["embed"], sort_keys=True),
-    }
-
-
 rule evaluate:
     input:
         records="results/datasets/{dataset}/records.parquet",
