@@ -91,7 +91,10 @@ def read_state_dict(path: str | Path, prefix: str = "") -> dict[str, Tensor]:
 
 def load_encoder_weights(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
     """Load a torchvision-keyed ``state`` into ``model``: every ResNet key must be present and fit."""
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # a tensor of the wrong shape, e.g. ResNet18 weights for a ResNet50
+        raise ValueError(f"{source}: encoder weights do not fit the backbone: {error}") from error
     missing = [k for k in result.missing_keys if not k.startswith("fc.")]
     unexpected = [k for k in result.unexpected_keys if not k.startswith("fc.")]
     if missing or unexpected:
