@@ -1,7 +1,9 @@
 """SIIM-ACR adapter: RLE codec, rows -> one record per image, patients from DICOM headers, demo, real file."""
 
+import csv
 import gzip
 import importlib.util
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +13,9 @@ import pytest
 from imitate.datasets import load_adapter
 from imitate.datasets.base import DemoSpec
 from imitate.datasets.jpeg_dicom import FilmHeader, write_jpeg_dicom
+from imitate.datasets.masks import decode_rle, encode_rle
 from imitate.datasets.prepare import prepare_dataset
-from imitate.datasets.siim import Adapter, decode_rle, encode_rle, image_key
+from imitate.datasets.siim import Adapter, image_key
 from imitate.shards.writer import write_shards
 
 XRV = importlib.util.find_spec("torchxrayvision")  # its wheel (test extra) ships the real file; not imported
@@ -161,3 +164,13 @@ def test_real_label_file_counts(tmp_path):
     first = next(m for m in masks if m != "-1")
     lengths = sum(int(v) for part in first.split("|") for v in part.split()[1::2])
     assert decode_rle(first, 1024, 1024).sum() == lengths
+
+
+@pytest.mark.skipif(REAL_RLE is None, reason="needs torchxrayvision (test extra)")
+def test_every_real_rle_row_decodes_inside_its_image():
+    rows = list(csv.reader(io.StringIO(gzip.decompress(REAL_RLE.read_bytes()).decode())))[1:]
+    masks = [value.strip() for _, value in rows if value.strip() != "-1"]
+    assert len(masks) == 12_954 - 9_378
+    for rle in masks:  # decode_rle raises on runs past the 1024 x 1024 image
+        mask = decode_rle(rle, 1024, 1024)
+        assert mask.sum() == sum(int(v) for v in rle.split()[1::2]) > 0

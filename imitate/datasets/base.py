@@ -26,7 +26,7 @@ SPLITS: tuple[str, ...] = ("train", "validate", "test")
 # One row per image. ``labels`` holds one 0/1 target per label name (multiclass: one-hot), after the
 # dataset's uncertainty policy; ``split`` is the official split or null (drawn later by patient);
 # ``text`` is a report (retrieval sets); ``boxes`` are [x0, y0, x1, y1] in original image pixels;
-# ``mask_rle`` is a run-length mask in the dataset's own encoding.
+# ``mask_rle`` is a run-length mask at the original size (:mod:`imitate.datasets.masks`; null: none).
 RECORD_SCHEMA = pa.schema(
     [
         ("key", pa.string()),

@@ -7,9 +7,10 @@ found by indexing the tree once.
 
 One record per ImageId (the unit of ``n_input``; rows that name no image count one each): positive
 when its rows are masks, negative when its only rows are ``-1``. ``mask_rle`` keeps every component of
-a positive image in file order joined by ``|`` (:data:`MASK_SEPARATOR`, never part of an RLE), and is
-``-1`` for a negative one; :func:`decode_rle` reads either. The ImageId is a DICOM UID, so the key is the
-ImageId with its dots replaced by ``_`` (keys may not hold dots); the reader checks the keys stay unique.
+a positive image in file order joined by ``|``, and is ``-1`` for a negative one: SIIM's encoding is
+the one every record uses (:mod:`imitate.datasets.masks`). The ImageId is a DICOM UID, so the key is
+the ImageId with its dots replaced by ``_`` (keys may not hold dots); the reader checks the keys stay
+unique.
 ``patient_id`` is the file's DICOM PatientID (several images share one), or the ImageId when the file
 is not in the tree (``prepare_dataset`` then rejects the record as ``image_missing``). The split is
 drawn by patient, 70/15/15: MGCA and GLoRIA split CSV rows, so one image's rows could straddle splits.
@@ -34,59 +35,12 @@ from pydicom.errors import InvalidDicomError
 
 from imitate.datasets.base import DatasetAdapter, DemoSpec, Parsed, raw_path, records_table, rejects_table
 from imitate.datasets.jpeg_dicom import FilmHeader, kaggle_uids, write_jpeg_dicom
+from imitate.datasets.masks import MASK_SEPARATOR, NO_MASK, encode_rle, rle_runs
 from imitate.demo.film import draw_film, film_rng, random_states, to_uint8
 
 LABELS: tuple[str, ...] = ("Pneumothorax",)
 HEADER: tuple[str, ...] = ("ImageId", " EncodedPixels")
-NO_MASK = "-1"
-MASK_SEPARATOR = "|"
 _FIELD_OF_VIEW_MM = 430.0  # the longer side of a drawn film
-
-
-def rle_runs(component: str) -> np.ndarray:
-    """The (start, length) pairs of one mask component (starts relative); ValueError if malformed."""
-    try:
-        values = [int(v) for v in component.split()]
-    except ValueError:
-        raise ValueError(f"not a list of integers: {component[:40]!r}") from None
-    if not values or len(values) % 2:
-        raise ValueError(f"needs (start, length) pairs, got {len(values)} numbers")
-    runs = np.array(values, dtype=np.int64).reshape(-1, 2)
-    if (runs[:, 0] < 0).any() or (runs[:, 1] <= 0).any():
-        raise ValueError("starts must be >= 0 and lengths > 0")
-    return runs
-
-
-def decode_rle(rle: str, height: int, width: int) -> np.ndarray:
-    """The bool (height, width) mask of ``rle``: ``-1``, or components joined by ``|`` (OR-ed).
-
-    SIIM's encoding: pairs (start, length) over the image flattened column by column; the first start
-    is a 0-based offset, each later one the gap after the previous run.
-    """
-    flat = np.zeros(height * width, dtype=bool)
-    text = rle.strip()
-    if text != NO_MASK:
-        for component in text.split(MASK_SEPARATOR):
-            runs = rle_runs(component)
-            ends = np.cumsum(runs[:, 0] + runs[:, 1])
-            if ends[-1] > flat.size:
-                raise ValueError(f"runs end at pixel {ends[-1]}, past the {height}x{width} image")
-            for start, end in zip(ends - runs[:, 1], ends, strict=True):
-                flat[start:end] = True
-    return np.ascontiguousarray(flat.reshape(width, height).T)
-
-
-def encode_rle(mask: np.ndarray) -> str:
-    """One component in SIIM's relative column-major encoding (``-1`` for an empty mask)."""
-    if mask.ndim != 2:
-        raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
-    flat = np.asarray(mask, dtype=bool).T.ravel()
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], flat.astype(np.int8), [0]))))
-    starts, ends = edges[::2], edges[1::2]
-    if not starts.size:
-        return NO_MASK
-    gaps = starts - np.concatenate(([0], ends[:-1]))
-    return " ".join(f"{gap} {length}" for gap, length in zip(gaps, ends - starts, strict=True))
 
 
 def image_key(image_id: str) -> str:
