@@ -25,9 +25,8 @@ CUDA it runs in bf16 autocast with channels_last, as pretraining does, and is no
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +41,7 @@ from imitate.datasets.base import KINDS
 from imitate.evaluate.dataset import EvalDataset
 from imitate.evaluate.linear import classification_metrics
 from imitate.evaluate.metrics import macro_auc
+from imitate.evaluate.runtime import autocast, deterministic_on_cpu, model_device
 from imitate.evaluate.shard_images import LabelledImages, Transform, epoch_loader, index_shard_images
 from imitate.shards.reader import shard_paths
 from imitate.train.batch_augment import apply_augmentations
@@ -175,7 +175,7 @@ def finetune(
 
     history: list[EpochRecord] = []
     best_state, best = None, (-np.inf, 0)
-    with _deterministic_on_cpu(device):
+    with deterministic_on_cpu(device):
         for epoch in range(1, settings.epochs + 1):
             generator = None
             if settings.augment == "kad":
@@ -228,31 +228,10 @@ def _split_images(
     return LabelledImages(keys, labels, index, transform, seed=settings.seed)
 
 
-def _device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 def _inputs(images: Tensor, device: torch.device, generator: torch.Generator | None) -> Tensor:
     """A loader's uint8 crops as the model's input on ``device``: augmented (with a generator), normalised."""
     x = augment_and_normalise(images.to(device, non_blocking=True), generator)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-
-
-@contextlib.contextmanager
-def _deterministic_on_cpu(device: torch.device) -> Iterator[None]:
-    """On CPU, fail on any operation without a deterministic implementation; restore the setting after."""
-    previous = torch.are_deterministic_algorithms_enabled()
-    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(previous, warn_only=warn_only)
 
 
 def _train_epoch(
@@ -260,12 +239,12 @@ def _train_epoch(
 ) -> float:
     """One pass over ``batches``, augmented on the device by ``generator``; the mean loss per image."""
     model.train()
-    device = _device(model)
+    device = model_device(model)
     total = torch.zeros((), device=device)
     count = 0
     for images, targets in batches:
         targets = targets.to(device, non_blocking=True)
-        with _autocast(device):
+        with autocast(device):
             logits = model(_inputs(images, device, generator))
         loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -280,10 +259,10 @@ def _train_epoch(
 def _predict(model: nn.Module, batches: DataLoader) -> np.ndarray:
     """Sigmoid probabilities (N, L) of every image of ``batches``, in order, in eval mode."""
     model.eval()
-    device = _device(model)
+    device = model_device(model)
     scores = []
     for images, _ in batches:
-        with _autocast(device):
+        with autocast(device):
             logits = model(_inputs(images, device, None))
         scores.append(torch.sigmoid(logits.float()).cpu().numpy())
     return np.concatenate(scores)

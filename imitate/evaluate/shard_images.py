@@ -105,21 +105,24 @@ class LabelledImages(Dataset):
 
 
 def epoch_loader(
-    images: LabelledImages,
+    images: Dataset,
     *,
     epoch: int,
     batch_size: int,
     workers: int,
     shuffle: bool,
     pin_memory: bool = False,
+    collate_fn: Callable | None = None,
 ) -> DataLoader:
     """Batches of ``images`` for one epoch: all items in order, or a seeded permutation when ``shuffle``.
 
-    A shuffled epoch leaves out a last batch of one image, on which BatchNorm cannot train.
+    ``images`` takes ``(epoch, i)`` items and has a ``seed`` (e.g. :class:`LabelledImages`). A shuffled
+    epoch leaves out a last batch of one image, on which BatchNorm cannot train.
     """
     n = len(images)
     order = np.random.default_rng([images.seed, epoch]).permutation(n).tolist() if shuffle else list(range(n))
     batches = [[(epoch, i) for i in order[start:start + batch_size]] for start in range(0, n, batch_size)]
     if shuffle and batches and len(batches[-1]) == 1:
         batches.pop()
-    return DataLoader(images, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory)
+    return DataLoader(images, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
+                      collate_fn=collate_fn)

@@ -48,6 +48,11 @@ def apply_augmentations(images: Tensor, flip: Tensor, angles: Tensor, contrast: 
     if bool((angles != 0).any()):
         x = _rotate(x, angles)
     x = torch.where(contrast[:, None, None, None], _autocontrast(x), x)
+    return normalise(x)
+
+
+def normalise(x: Tensor) -> Tensor:
+    """[0, 1] one-channel images B x 1 x H x W -> the encoder's input: three channels, ImageNet mean/std."""
     mean = torch.tensor(IMAGENET_MEAN, device=x.device)[None, :, None, None]
     std = torch.tensor(IMAGENET_STD, device=x.device)[None, :, None, None]
     return (x.expand(-1, 3, -1, -1) - mean) / std
