@@ -20,7 +20,8 @@ import torchvision
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from imitate.models.backbone import imagenet_weights_path
+from imitate.models.backbone import ResNetBackbone, imagenet_weights_path
+from imitate.models.frozen import FrozenStages
 
 log = logging.getLogger(__name__)
 
@@ -119,3 +120,14 @@ def build_encoder(method: Method, backbone: str, *, seed: int, pretrained: str |
 def frozen_encoder(method: Method, backbone: str, *, seed: int, pretrained: str | Path | None = None) -> nn.Module:
     """:func:`build_encoder` in eval mode with every parameter frozen."""
     return build_encoder(method, backbone, seed=seed, pretrained=pretrained).eval().requires_grad_(False)
+
+
+def frozen_stages(method: Method, backbone: str, *, seed: int, pretrained: str | Path | None = None) -> FrozenStages:
+    """``method``'s ResNet as a frozen four-stage feature extractor (the dense tasks' encoder)."""
+    torch.manual_seed(seed)
+    model = ResNetBackbone(backbone)  # random weights drawn from ``seed``, as build_encoder's
+    path = weights_file(method, backbone, pretrained)
+    if path is not None:
+        load_encoder_weights(model, read_state_dict(path, method.prefix), str(path))
+        log.info("%s: %s stages from %s", method.name, backbone, path)
+    return FrozenStages(model)
