@@ -1,7 +1,7 @@
 """Long-format results tables (CSV + Markdown) gathered from per-method evaluation outputs.
 
 The CSV holds one row per (dataset, task, fraction, method, seed, metric). The Markdown table follows
-the paper's layout (Tables III, IV, VI, VII): methods as rows, mean ± standard deviation over seeds;
+the paper's layout (Tables III to VII): methods as rows, mean ± standard deviation over seeds;
 on real data the paper's reported numbers are added as rows marked "(paper)".
 """
 
@@ -16,14 +16,19 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from imitate.evaluate.paper import paper_values
+from imitate.evaluate.paper import PAPER_METRIC, paper_values
 
 CSV_COLUMNS = ("dataset", "task", "fraction", "method", "seed", "metric", "value", "run_id", "checkpoint_sha256")
-TRAINED_TASKS = ("linear_classification", "finetune_classification")
+TRAINED_TASKS = ("linear_classification", "finetune_classification", "segmentation", "detection")
+# the metrics a trained task shows per fraction (classification: accuracy for multiclass sets, else macro AUC)
+DENSE_METRICS = {"segmentation": ("dice",), "detection": ("map", "map_mgca")}
 ZERO_SHOT_METRICS = ("auc_macro", "f1_macro", "acc_macro")
 TITLES = {
     "linear_classification": "Linear classification (frozen encoder), cf. Table III",
     "finetune_classification": "Fine-tuned classification, cf. Table IV",
+    "segmentation": "Segmentation (U-Net decoder on the frozen encoder), Dice, cf. Table V",
+    "detection": "Detection (YOLOv3 head on the frozen encoder), mAP over IoU 0.40:0.05:0.75, cf. Table V; "
+                 "map counts images without a prediction as misses, map_mgca skips them as MGCA (and the paper) do",
     "zero_shot": "Zero-shot classification, cf. Table VI",
     "retrieval": "Image-to-text retrieval, cf. Table VII",
 }
@@ -57,9 +62,9 @@ def _columns(rows: Sequence[Mapping], task: str) -> list[Column]:
         mine = [r for r in rows if r["dataset"] == dataset]
         metrics = {r["metric"] for r in mine}
         if task in TRAINED_TASKS:
-            metric = "acc" if "acc" in metrics else "auc_macro"
+            shown = DENSE_METRICS.get(task) or (("acc",) if "acc" in metrics else ("auc_macro",))
             fractions = sorted({r["fraction"] for r in mine}, key=_fraction_order)
-            columns += [(dataset, f, metric) for f in fractions]
+            columns += [(dataset, f, metric) for metric in shown if metric in metrics for f in fractions]
         elif task == "zero_shot":
             # multiclass sets (5x200) quote top-1 accuracy; binary/multi-label sets the mean per label
             wanted = ("auc_macro", "f1_macro", "acc") if "acc" in metrics else ZERO_SHOT_METRICS
@@ -90,7 +95,7 @@ def _paper_rows(columns: Sequence[Column], task: str, real: Mapping[str, str]) -
     by_method: dict[str, dict[Column, float]] = {}
     for column in columns:
         dataset, fraction, metric = column
-        if dataset not in real:
+        if dataset not in real or PAPER_METRIC.get(task, metric) != metric:
             continue
         for method, values in paper_values(task, real[dataset]).items():
             value = values.get(fraction if task in TRAINED_TASKS else metric)

@@ -50,6 +50,34 @@ def test_zero_shot_and_retrieval_columns():
     assert "| GLoRIA (paper) | 69.24 | 67.22 | 53.78 |" in text
 
 
+def test_dense_tables_follow_table_v_and_the_paper_map_sits_under_map_mgca():
+    rows = []
+    for fraction in (1, 100):
+        rows += _rows("segmentation", "siim", "imitate", fraction, 0, {"dice": 0.5, "dice_positive": 0.2})
+        rows += _rows("detection", "ocxr", "imitate", fraction, 0, {"map": 0.1, "map_mgca": 0.3, "ap40": 0.2})
+    segmentation = markdown(_table([r for r in rows if r["task"] == "segmentation"]), "segmentation", {"siim": "siim"})
+    assert segmentation.splitlines()[2] == "| method | siim dice 1% | siim dice 100% |"
+    assert "| IMITATE (paper) | 53.90 | 64.50 |" in segmentation
+    detection = markdown(_table([r for r in rows if r["task"] == "detection"]), "detection", {"ocxr": "object_cxr"})
+    header = "| method | ocxr map 1% | ocxr map 100% | ocxr map_mgca 1% | ocxr map_mgca 100% |"
+    assert detection.splitlines()[2] == header
+    assert "| imitate | 10.00 | 10.00 | 30.00 | 30.00 |" in detection
+    # the paper's mAP is MGCA's (images without predictions skipped); its '-' (below 1 %) shows as –
+    assert "| IMITATE (paper) | – | – | 3.90 | 20.30 |" in detection
+    assert "| MGCA (paper) | – | – | – | 19.20 |" in detection
+
+
+def test_task_settings_merge_the_per_dataset_overrides():
+    from imitate.evaluate.task_config import task_settings
+
+    block = {"datasets": ["rsna", "siim"], "batch_size": 16, "negatives_per_positive": None,
+             "per_dataset": {"siim": {"batch_size": 8, "negatives_per_positive": 1}}}
+    assert task_settings(block, "siim") == {"batch_size": 8, "negatives_per_positive": 1}
+    assert task_settings(block, "rsna") == {"batch_size": 16, "negatives_per_positive": None}
+    with pytest.raises(ValueError, match=r"evaluate.segmentation.per_dataset.siim: unknown setting\(s\) epochz"):
+        task_settings({**block, "per_dataset": {"siim": {"epochz": 3}}}, "siim", "evaluate.segmentation")
+
+
 def test_gather_keeps_the_csv_columns_in_a_fixed_order(tmp_path):
     import pyarrow.parquet as pq
 

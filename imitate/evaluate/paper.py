@@ -1,4 +1,4 @@
-"""The numbers the IMITATE paper reports (Tables III, IV, VI, VII), shown beside ours on real data.
+"""The numbers the IMITATE paper reports (Tables III-VII), shown beside ours on real data.
 
 Keyed by task, then by the adapter of the dataset the paper used, then by the paper's method name, then
 by column: a training fraction (percent, as written in our tables) or a metric. Values in percent.
@@ -24,6 +24,22 @@ _FINETUNE = {
     "GLoRIA": (59.7, 74.3, 80.0), "BioViL": (57.9, 72.7, 80.0), "MedKLIP*": (60.9, 74.8, 80.1),
     "KAD*": (78.7, 80.7, 82.5), "IMITATE": (80.2, 82.2, 83.9),
 }
+# Table V: segmentation Dice (SIIM, RSNA) and detection mAP (RSNA, Object-CXR) at 1/10/100 %. None: the
+# paper's '-' (an mAP below 1 %). Its mAP comes from MGCA's code, which skips images without predictions:
+# compare it with our map_mgca column, not with map (README, "Detection mAP").
+_DENSE_METHODS = ("Random", "ImageNet", "ConVIRT", "GLoRIA", "GLoRIA-MIMIC", "MGCA", "MedKLIP*", "IMITATE")
+_SEGMENTATION = {
+    "siim": ((9.0, 28.6, 54.3), (10.2, 35.5, 63.5), (25.0, 43.2, 59.9), (35.8, 46.9, 63.4), (37.4, 57.1, 64.0),
+             (49.7, 59.3, 64.2), (50.2, 60.8, 63.9), (53.9, 61.7, 64.5)),
+    "rsna": ((6.9, 10.6, 18.5), (34.8, 39.9, 64.0), (55.0, 67.4, 67.5), (59.3, 67.5, 67.8), (60.3, 68.7, 68.3),
+             (63.0, 68.3, 69.8), (66.2, 69.4, 71.9), (70.5, 71.4, 73.8)),
+}
+_DETECTION = {
+    "rsna": ((1.0, 4.0, 8.9), (3.6, 8.0, 15.7), (8.2, 15.6, 17.9), (9.8, 14.8, 18.8), (11.6, 16.1, 24.8),
+             (12.9, 16.8, 24.9), (8.9, 16.3, 24.5), (15.3, 19.7, 26.4)),
+    "object_cxr": ((None, 0.5, 4.4), (None, 2.9, 8.3), (None, 8.6, 15.9), (None, 10.6, 15.6), (None, 8.9, 16.6),
+                   (None, 12.1, 19.2), (None, 7.1, 11.6), (3.9, 12.7, 20.3)),
+}
 # Table VI: zero-shot classification, AUC / F1 / ACC (macro over the dataset's diseases).
 _ZERO_SHOT_METHODS = ("ConVIRT", "GLoRIA", "BioViL", "CheXzero*", "MedKLIP*", "IMITATE")
 _ZERO_SHOT = {
@@ -45,6 +61,15 @@ PAPER: dict[str, dict[str, dict[str, dict[str, float]]]] = {
     "finetune_classification": {
         "chestxray14": {m: dict(zip(_FRACTIONS, v, strict=True)) for m, v in _FINETUNE.items()},
     },
+    "segmentation": {
+        adapter: {m: dict(zip(_FRACTIONS, v, strict=True)) for m, v in zip(_DENSE_METHODS, rows, strict=True)}
+        for adapter, rows in _SEGMENTATION.items()
+    },
+    "detection": {
+        adapter: {m: {f: x for f, x in zip(_FRACTIONS, v, strict=True) if x is not None}
+                  for m, v in zip(_DENSE_METHODS, rows, strict=True)}
+        for adapter, rows in _DETECTION.items()
+    },
     "zero_shot": {
         adapter: {m: dict(zip(("auc_macro", "f1_macro", "acc_macro"), v, strict=True))
                   for m, v in zip(_ZERO_SHOT_METHODS, rows, strict=True)}
@@ -55,6 +80,10 @@ PAPER: dict[str, dict[str, dict[str, dict[str, float]]]] = {
                            for m, v in _RETRIEVAL.items()},
     },
 }
+
+
+# The one metric column the paper's numbers are comparable with, where a task shows several per fraction.
+PAPER_METRIC = {"detection": "map_mgca"}
 
 
 def paper_values(task: str, adapter: str) -> dict[str, dict[str, float]]:
