@@ -90,9 +90,16 @@ def read_dense_targets(records: str | Path) -> dict[str, DenseTarget]:
     }
 
 
+def is_positive(target: DenseTarget) -> bool:
+    """Whether the record's target shows a lesion: a non-empty mask, or boxes when it has no mask."""
+    if target.mask_rle is not None:
+        return target.mask_rle.strip() != NO_MASK
+    return len(target.boxes) > 0
+
+
 def has_dense_targets(targets: Mapping[str, DenseTarget]) -> bool:
     """Whether any record has a box or a non-empty mask (a dataset with neither cannot be scored)."""
-    return any(len(t.boxes) or (t.mask_rle not in (None, NO_MASK)) for t in targets.values())
+    return any(is_positive(t) for t in targets.values())
 
 
 def input_mask(target: DenseTarget, geometry: Geometry, size: int) -> np.ndarray:

@@ -1,0 +1,292 @@
+"""Segmentation on a frozen encoder (paper §IV-B, Table V): train a U-Net decoder, report test Dice.
+
+The protocol, as the paper states it after MGCA [4]: images and masks at 512 x 512, the encoder frozen
+and only the U-Net decoder trained (:mod:`imitate.models.unet`), AdamW lr 5e-4 / weight decay 1e-6, up to
+50 epochs with early stopping on the validation loss (:func:`imitate.evaluate.head_training.fit_head`),
+batch 16 (RSNA) / 8 (SIIM); Dice at threshold 0.5 (:mod:`imitate.evaluate.dense_metrics`).
+
+Loss: the paper writes ``alpha x FocalLoss + DiceLoss`` with alpha = 10 and cites MGCA, whose code
+computes ``10 x focal - log(dice)``. We follow the paper: sigmoid focal loss (gamma 2, no alpha
+class weighting, mean over pixels) plus ``1 - Dice``, the soft Dice of the whole batch (smoothed by 1 so a
+batch without lesions has a defined loss that is low when the prediction is empty).
+
+Augmentation: "the same data augmentation techniques as in [4]", i.e. MGCA's albumentations
+``ShiftScaleRotate(shift 0.0625, scale 0.1, rotate 10°)`` with p = 0.5. :func:`augment_pairs` draws the
+same affine per image for the image (bilinear) and its mask (nearest) on the device, the whole batch at
+once. albumentations reflects at the border by default; we pad with zeros (black film, empty mask).
+
+SIIM's training set (MGCA, the paper's [4]): every positive image and as many random negatives
+(:func:`balanced_keys`, applied by the caller before the images are built; ``negatives_per_positive``
+in :class:`SegmentationSettings` carries the ratio, None for RSNA, which keeps all images).
+
+On CPU a run is repeatable for a seed (decoder initialisation, epoch order and augmentation are seeded,
+deterministic algorithms enforced); on CUDA it runs in bf16 autocast with channels_last and is not bitwise
+reproducible.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from imitate.evaluate.dense_data import DenseImages
+from imitate.evaluate.dense_metrics import DiceAccumulator
+from imitate.evaluate.head_training import Batch, EpochLoss, HeadSettings, batches, fit_head
+from imitate.evaluate.runtime import autocast, deterministic_on_cpu, model_device
+from imitate.models.frozen import FrozenStages
+from imitate.models.unet import SegmentationModel, UNetDecoder
+from imitate.train.batch_augment import normalise
+
+log = logging.getLogger(__name__)
+
+AUGMENT_P = 0.5
+SHIFT_LIMIT = 0.0625  # of the side
+SCALE_LIMIT = 0.1
+ROTATION_DEGREES = 10.0
+
+
+@dataclass(frozen=True)
+class SegmentationSettings:
+    """A segmentation run: the head's optimisation and input, the loss weight, augmentation and threshold.
+
+    ``negatives_per_positive`` is the training set's negatives per positive image for :func:`balanced_keys`
+    (1 for SIIM as in MGCA; None keeps every image).
+    """
+
+    head: HeadSettings = field(default_factory=HeadSettings)
+    alpha: float = 10.0
+    augment: bool = True
+    threshold: float = 0.5
+    negatives_per_positive: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.alpha >= 0 or not 0 < self.threshold < 1:
+            raise ValueError(f"segmentation needs alpha >= 0 and 0 < threshold < 1, got {self.alpha}, {self.threshold}")
+        if self.negatives_per_positive is not None and not self.negatives_per_positive >= 0:
+            raise ValueError(f"negatives_per_positive must be >= 0 or None, got {self.negatives_per_positive}")
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing array fields with == has no single truth value
+class PreviewImage:
+    """One test image at the input size with its ground truth and thresholded prediction."""
+
+    key: str
+    image: np.ndarray
+    truth: np.ndarray
+    predicted: np.ndarray
+
+
+@dataclass(frozen=True)
+class SegmentationResult:
+    """Test Dice (``dice``, ``dice_positive``, ``dice_negative``) of the best validation epoch, and the run."""
+
+    metrics: dict[str, float]
+    best_epoch: int
+    n_train: int
+    n_test: int
+    history: tuple[EpochLoss, ...]
+    preview: tuple[PreviewImage, ...]
+
+
+# ---------------------------------------------------------------- losses
+
+
+def focal_loss(logits: Tensor, target: Tensor, gamma: float = 2.0) -> Tensor:
+    """Sigmoid focal loss ``-(1 - p_t)^gamma log(p_t)``, the mean over pixels (float32, no class weight)."""
+    logits, target = logits.float(), target.float()
+    cross_entropy = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p = torch.sigmoid(logits)
+    p_true = p * target + (1 - p) * (1 - target)
+    return ((1 - p_true) ** gamma * cross_entropy).mean()
+
+
+def dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
+    """``1 - (2 |P G| + smooth) / (|P| + |G| + smooth)`` with soft P = sigmoid(logits), over the whole batch."""
+    p, target = torch.sigmoid(logits.float()), target.float()
+    overlap = (p * target).sum()
+    return 1 - (2 * overlap + smooth) / (p.sum() + target.sum() + smooth)
+
+
+def segmentation_loss(logits: Tensor, target: Tensor, alpha: float = 10.0) -> Tensor:
+    """The paper's ``alpha x Focal + Dice`` (MGCA's code uses ``- log(dice)`` instead of ``1 - dice``)."""
+    return alpha * focal_loss(logits, target) + dice_loss(logits, target)
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def augment_pairs(images: Tensor, masks: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """MGCA's ShiftScaleRotate on float B x 1 x H x W images and masks, the same affine for both.
+
+    With p = ``AUGMENT_P`` per image: a shift up to ±``SHIFT_LIMIT`` of each side, a scale in
+    1 ± ``SCALE_LIMIT`` and a rotation within ±``ROTATION_DEGREES`` about the centre; images bilinear,
+    masks nearest, zeros outside. Every draw comes from ``generator`` (on the images' device); images not
+    drawn come back unchanged.
+    """
+    if images.ndim != 4 or images.shape[1] != 1 or masks.shape != images.shape:
+        raise ValueError(f"augment_pairs: expected images and masks of one shape B x 1 x H x W, "
+                         f"got {tuple(images.shape)} and {tuple(masks.shape)}")
+    n, device = images.shape[0], images.device
+
+    def uniform(limit: float) -> Tensor:
+        return (torch.rand(n, generator=generator, device=device) * 2 - 1) * limit
+
+    drawn = torch.rand(n, generator=generator, device=device) < AUGMENT_P
+    shift = torch.stack([uniform(SHIFT_LIMIT), uniform(SHIFT_LIMIT)], dim=1)
+    scale = 1 + uniform(SCALE_LIMIT)
+    angle = uniform(math.radians(ROTATION_DEGREES))
+    if not bool(drawn.any()):
+        return images, masks
+    with torch.autocast(device.type, enabled=False):  # the geometry in float32 under the caller's bf16 autocast
+        images, masks = images.float(), masks.float()
+        grid = F.affine_grid(_sampling_affine(shift, scale, angle, images.shape[-2:]), list(images.shape),
+                             align_corners=False)
+        moved_images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        moved_masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    keep = drawn[:, None, None, None]
+    return torch.where(keep, moved_images, images), torch.where(keep, moved_masks, masks)
+
+
+def _sampling_affine(shift: Tensor, scale: Tensor, angle: Tensor, size: torch.Size) -> Tensor:
+    """B x 2 x 3 ``affine_grid`` matrices that move the content by ``shift`` (fractions of the side),
+    scale it by ``scale`` and rotate it by ``angle`` (radians) about the centre.
+
+    The content's map is ``u -> scale R(angle) u + t`` in pixels from the centre; a grid gives, for each
+    output pixel, where to sample the input, so it holds the inverse, written in affine_grid's [-1, 1]
+    coordinates (``D`` = half the side, per axis: ``D^-1 R^-1 D / scale`` and ``-D^-1 R^-1 t / scale``).
+    """
+    height, width = size
+    half = torch.tensor([width / 2, height / 2], device=shift.device, dtype=shift.dtype)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    inverse = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2) / scale[:, None, None]
+    linear = inverse * half[None, None, :] / half[None, :, None]
+    offset = -(inverse * (shift * 2 * half)[:, None, :]).sum(-1) / half
+    return torch.cat([linear, offset[:, :, None]], dim=2)
+
+
+# ---------------------------------------------------------------- training set
+
+
+def balanced_keys(
+    keys: Sequence[str],
+    positive: Callable[[str], bool] | Collection[str],
+    negatives_per_positive: float | None,
+    seed: int,
+) -> list[str]:
+    """Every positive key and ``round(negatives_per_positive x positives)`` negatives drawn with ``seed``
+    from the sorted negatives (all of them if there are fewer); None keeps every key. Sorted output.
+    """
+    if len(set(keys)) != len(keys):
+        raise ValueError("balanced_keys: the keys repeat some images")
+    if negatives_per_positive is None:
+        return sorted(keys)
+    if not negatives_per_positive >= 0:
+        raise ValueError(f"negatives_per_positive must be >= 0 or None, got {negatives_per_positive}")
+    is_positive = positive if callable(positive) else positive.__contains__
+    positives = sorted(k for k in keys if is_positive(k))
+    negatives = sorted(k for k in keys if not is_positive(k))
+    wanted = round(negatives_per_positive * len(positives))
+    if wanted < len(negatives):
+        chosen = np.random.default_rng(seed).choice(len(negatives), size=wanted, replace=False)
+        negatives = [negatives[i] for i in chosen]
+    return sorted(positives + negatives)
+
+
+# ---------------------------------------------------------------- the run
+
+
+def segment(
+    encoder: FrozenStages,
+    train: DenseImages,
+    val: DenseImages,
+    test: DenseImages,
+    settings: SegmentationSettings,
+    *,
+    name: str,
+    preview: int = 8,
+) -> SegmentationResult:
+    """Train a U-Net decoder on ``encoder`` with ``train`` (early stopping on ``val``), Dice on ``test``.
+
+    The images must carry masks (``DenseImages(masks=True)``) at ``settings.head.input_size``. ``preview``
+    test images come back for drawing: the first by key among those with a lesion, then the others.
+    """
+    head = settings.head
+    stride = encoder.reductions[-1]
+    if head.input_size % stride:
+        raise ValueError(f"{name}: segmentation input_size must be a multiple of {stride}, got {head.input_size}")
+    for split, images in (("train", train), ("validate", val), ("test", test)):
+        if not images.masks:
+            raise ValueError(f"{name}: the {split} images were built without masks; segmentation needs "
+                             "DenseImages(..., masks=True)")
+        if images.size != head.input_size:
+            raise ValueError(f"{name}: the {split} images are {images.size} px, the settings' input_size "
+                             f"is {head.input_size}")
+    device = torch.device(head.device)
+    with torch.random.fork_rng(devices=[]):  # the decoder's initialisation, without touching the caller's RNG
+        torch.manual_seed(head.seed)
+        decoder = UNetDecoder(encoder.channels)
+    model = SegmentationModel(encoder, decoder).to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+
+    def batch_loss(model: nn.Module, batch: Batch, generator: torch.Generator | None) -> Tensor:
+        images, masks, _ = batch
+        device = model_device(model)
+        x = _unit_float(images, device)
+        y = masks.to(device, non_blocking=True)[:, None].float()
+        if generator is not None:
+            x, y = augment_pairs(x, y, generator)
+        return segmentation_loss(model(_model_input(x)).float(), y, settings.alpha)
+
+    fit = fit_head(model, batch_loss, train, val, head, augment=settings.augment, name=name)
+    with deterministic_on_cpu(device):
+        metrics, shown = _test(model, test, settings, preview)
+    log.info("%s: best epoch %d, test %s", name, fit.best_epoch,
+             ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return SegmentationResult(metrics, fit.best_epoch, len(train), len(test), fit.history, shown)
+
+
+def _unit_float(images: Tensor, device: torch.device) -> Tensor:
+    """uint8 B x 1 x S x S -> float [0, 1] on ``device``."""
+    return images.to(device, non_blocking=True).float().div_(255.0)
+
+
+def _model_input(x: Tensor) -> Tensor:
+    """[0, 1] B x 1 x S x S -> the encoder's normalised three channels (channels_last on CUDA)."""
+    x = normalise(x)
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cuda" else x
+
+
+@torch.inference_mode()
+def _test(
+    model: nn.Module, test: DenseImages, settings: SegmentationSettings, preview: int
+) -> tuple[dict[str, float], tuple[PreviewImage, ...]]:
+    """Dice of the thresholded predictions on ``test``, and the preview images (positives first, by key)."""
+    model.eval()
+    device = model_device(model)
+    accumulator = DiceAccumulator()
+    candidates: dict[bool, list[PreviewImage]] = {True: [], False: []}  # by "has a lesion"; each sorted by key
+    start = 0
+    for images, masks, _ in batches(test, settings.head, 0, shuffle=False):
+        with autocast(device):
+            logits = model(_model_input(_unit_float(images, device)))
+        predicted = (torch.sigmoid(logits.float()[:, 0]) > settings.threshold).cpu().numpy()
+        truth = masks.numpy().astype(bool)
+        accumulator.add(predicted, truth)
+        for offset in range(len(truth) if preview else 0):
+            key = test.keys[start + offset]
+            shown = candidates[bool(truth[offset].any())]
+            if len(shown) < preview or key < shown[-1].key:
+                shown.append(PreviewImage(key, images[offset, 0].numpy().copy(), truth[offset].copy(),
+                                          predicted[offset].copy()))
+                shown.sort(key=lambda p: p.key)
+                del shown[preview:]
+        start += len(truth)
+    return accumulator.metrics(), tuple((candidates[True] + candidates[False])[:preview])

@@ -1,0 +1,272 @@
+import dataclasses
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+from PIL import Image
+
+from imitate.datasets.masks import NO_MASK, encode_rle
+from imitate.evaluate.dense_data import DenseImages, DenseTarget, is_positive, read_geometry
+from imitate.evaluate.head_training import HeadSettings
+from imitate.evaluate.segmentation import (
+    SegmentationSettings,
+    augment_pairs,
+    balanced_keys,
+    dice_loss,
+    focal_loss,
+    segment,
+    segmentation_loss,
+)
+from imitate.evaluate.shard_images import index_shard_images
+from imitate.models.backbone import ResNetBackbone
+from imitate.models.frozen import FrozenStages
+from imitate.models.unet import SegmentationModel, UNetDecoder
+from imitate.shards.reader import shard_paths
+from imitate.shards.writer import write_shards
+from imitate.train.batch_augment import normalise
+
+SIZE = 64
+SPLITS = {"train": 24, "validate": 8, "test": 8}
+HEAD = HeadSettings(epochs=4, patience=4, lr=2e-3, batch_size=4, input_size=SIZE, seed=3)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """The models here are tiny: one thread is as fast, and two slow down badly when the cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _encoder(seed: int = 0) -> FrozenStages:
+    torch.manual_seed(seed)
+    return FrozenStages(ResNetBackbone("resnet18"))
+
+
+# ---------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("channels", [(64, 128, 256, 512), (256, 512, 1024, 2048)], ids=["resnet18", "resnet50"])
+def test_decoder_gives_one_logit_per_input_pixel(channels):
+    torch.manual_seed(0)
+    decoder = UNetDecoder(channels).eval()
+    features = [torch.randn(2, c, SIZE // r, SIZE // r) for c, r in zip(channels, (4, 8, 16, 32), strict=True)]
+    logits = decoder(features)
+    assert logits.shape == (2, 1, SIZE, SIZE)
+    features[0] = features[0] + 1  # the layer1 skip reaches the output
+    assert not torch.allclose(decoder(features), logits)
+
+
+def test_model_checks_its_input_size_and_encoder_channels():
+    model = SegmentationModel(_encoder(), UNetDecoder((64, 128, 256, 512))).eval()
+    assert model(torch.randn(1, 3, 32, 96)).shape == (1, 1, 32, 96)
+    with pytest.raises(ValueError, match=r"multiple of 32.*48 x 64"):
+        model(torch.randn(1, 3, 48, 64))
+    with pytest.raises(ValueError, match="stage channels"):
+        SegmentationModel(_encoder(), UNetDecoder((256, 512, 1024, 2048)))
+    with pytest.raises(ValueError, match="4 stages"):
+        UNetDecoder((64, 128, 256))
+
+
+def test_a_training_step_changes_only_the_decoder():
+    model = SegmentationModel(_encoder(), UNetDecoder((64, 128, 256, 512)))
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(name.startswith("decoder.") for name in trainable)
+    assert {f"decoder.{name}" for name, _ in model.decoder.named_parameters()} == trainable
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    assert not model.encoder.training and model.decoder.training
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    x = normalise(torch.rand(2, 1, SIZE, SIZE))
+    segmentation_loss(model(x), (torch.rand(2, 1, SIZE, SIZE) > 0.5).float()).backward()
+    optimizer.step()
+    after = model.state_dict()
+    encoder_keys = [k for k in before if k.startswith("encoder.")]
+    assert any("running_mean" in k for k in encoder_keys)
+    assert all(torch.equal(before[k], after[k]) for k in encoder_keys)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any("running_mean" in k for k in changed)  # the decoder's BatchNorm did train
+    assert changed and all(k.startswith("decoder.") for k in changed)
+
+
+# ---------------------------------------------------------------- losses
+
+
+def test_losses_match_their_formulas():
+    logits = torch.tensor([2.0, -1.0, 0.5, -3.0]).reshape(1, 1, 2, 2)
+    target = torch.tensor([1.0, 0.0, 0.0, 1.0]).reshape(1, 1, 2, 2)
+    expected = []
+    for z, t in zip(logits.flatten().tolist(), target.flatten().tolist(), strict=True):
+        p = 1 / (1 + math.exp(-z))
+        p_true = p if t else 1 - p
+        expected.append(-((1 - p_true) ** 2) * math.log(p_true))
+    assert focal_loss(logits, target).item() == pytest.approx(np.mean(expected), rel=1e-5)
+    p = torch.sigmoid(logits)
+    soft_dice = (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    assert dice_loss(logits, target).item() == pytest.approx(1 - soft_dice.item(), rel=1e-5)
+    assert segmentation_loss(logits, target).item() == pytest.approx(
+        10 * focal_loss(logits, target).item() + dice_loss(logits, target).item(), rel=1e-6)
+    assert segmentation_loss(logits, target, alpha=0).item() == pytest.approx(dice_loss(logits, target).item())
+
+
+def test_dice_loss_is_low_when_right_and_high_when_wrong():
+    target = torch.zeros(2, 1, 8, 8)
+    target[0, 0, 2:6, 2:6] = 1
+    perfect = (target * 2 - 1) * 30
+    assert dice_loss(perfect, target).item() == pytest.approx(0, abs=1e-6)
+    assert focal_loss(perfect, target).item() == pytest.approx(0, abs=1e-6)
+    assert dice_loss(-perfect, target).item() == pytest.approx(1 - 1 / (64 * 2 - 16 + 16 + 1), abs=1e-4)
+    empty = torch.zeros(1, 1, 8, 8)
+    assert dice_loss(torch.full((1, 1, 8, 8), -30.0), empty).item() == pytest.approx(0, abs=1e-6)
+
+
+def test_losses_run_in_float32_on_half_logits():
+    logits = torch.randn(2, 1, 8, 8).bfloat16()
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    assert segmentation_loss(logits, target).dtype == torch.float32
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def _squares(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` black 64-px images each with a white 16-px square somewhere in the middle, and its mask."""
+    rng = np.random.default_rng(seed)
+    masks = torch.zeros(n, 1, SIZE, SIZE)
+    for i, (y, x) in enumerate(rng.integers(14, 34, size=(n, 2))):
+        masks[i, 0, y:y + 16, x:x + 16] = 1
+    return masks.clone(), masks
+
+
+def test_augment_pairs_moves_each_mask_with_its_image():
+    images, masks = _squares(64, seed=0)
+    moved_images, moved_masks = augment_pairs(images, masks, torch.Generator().manual_seed(1))
+    assert set(moved_masks.unique().tolist()) == {0.0, 1.0}
+    inside = moved_masks.bool()
+    # bilinear vs nearest at the same point: the nearest pixel weighs at least 1/4
+    assert moved_images[inside].min() >= 0.25 - 1e-6
+    assert moved_images[inside].mean() > 0.9
+    assert moved_images[~inside].mean() < 0.02
+    images_kept = (moved_images == images).flatten(1).all(1)
+    masks_kept = (moved_masks == masks).flatten(1).all(1)
+    assert torch.equal(images_kept, masks_kept)  # one decision per pair
+    assert 20 <= int(images_kept.sum()) <= 44  # p = 0.5 of 64
+    # the moved squares really moved: shifted, scaled or turned
+    moved = ~masks_kept
+    assert (moved_masks[moved] != masks[moved]).flatten(1).sum(1).min() > 0
+    areas = moved_masks[moved].flatten(1).sum(1)
+    assert areas.min() >= 256 * 0.9**2 * 0.9 and areas.max() <= 256 * 1.1**2 * 1.1
+
+
+def test_augment_pairs_is_seeded_and_keeps_undrawn_images():
+    images, masks = _squares(8, seed=2)
+    first = augment_pairs(images, masks, torch.Generator().manual_seed(5))
+    second = augment_pairs(images, masks, torch.Generator().manual_seed(5))
+    other = augment_pairs(images, masks, torch.Generator().manual_seed(6))
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    assert not torch.equal(first[0], other[0])
+    # a seed whose draws leave both images of a pair alone returns them unchanged
+    none_drawn = 0
+    for seed in range(40):
+        out_images, out_masks = augment_pairs(images[:2], masks[:2], torch.Generator().manual_seed(seed))
+        if torch.equal(out_images, images[:2]):
+            assert torch.equal(out_masks, masks[:2])
+            none_drawn += 1
+    assert 3 <= none_drawn <= 20  # about a quarter of 40
+    with pytest.raises(ValueError, match="B x 1 x H x W"):
+        augment_pairs(images, masks[:, 0], torch.Generator())
+
+
+# ---------------------------------------------------------------- training set
+
+
+def test_balanced_keys_takes_every_positive_and_as_many_seeded_negatives():
+    keys = [f"k{i:02d}" for i in range(40)][::-1]
+    positives = {f"k{i:02d}" for i in range(0, 40, 4)}
+    chosen = balanced_keys(keys, positives, 1, seed=0)
+    assert chosen == sorted(chosen) and len(chosen) == 20
+    assert positives <= set(chosen)
+    assert balanced_keys(keys, positives.__contains__, 1, seed=0) == chosen
+    assert balanced_keys(keys, positives, 1, seed=1) != chosen
+    assert len(balanced_keys(keys, positives, 0.5, seed=0)) == 15
+    assert balanced_keys(keys, positives, 5, seed=0) == sorted(keys)  # fewer negatives than wanted: all
+    assert balanced_keys(keys, positives, None, seed=0) == sorted(keys)
+    with pytest.raises(ValueError, match="repeat"):
+        balanced_keys(["a", "a"], set(), 1, seed=0)
+
+
+def test_positives_are_read_from_masks_then_boxes():
+    box = np.array([[1, 1, 4, 4]], np.float32)
+    none = np.zeros((0, 4), np.float32)
+    targets = {"mask": DenseTarget(none, "3 2"), "empty": DenseTarget(box, NO_MASK),
+               "box": DenseTarget(box, None), "nothing": DenseTarget(none, None)}
+    assert {k for k, t in targets.items() if is_positive(t)} == {"mask", "box"}
+
+
+# ---------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    """DenseImages of 64-px films, every other one with a bright square lesion and its run-length mask."""
+    root = tmp_path_factory.mktemp("toy_segmentation")
+    rng = np.random.default_rng(0)
+    rows, targets = [], {}
+    for split, n in SPLITS.items():
+        for i in range(n):
+            key = f"{split}_{i:02d}"
+            image = rng.normal(90, 15, size=(SIZE, SIZE))
+            mask = np.zeros((SIZE, SIZE), bool)
+            if i % 2 == 0:
+                y, x = rng.integers(4, SIZE - 24, size=2)
+                mask[y:y + 20, x:x + 20] = True
+                image[mask] = 230
+            Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(root / f"{key}.png")
+            rows.append({"key": key, "path": f"{key}.png", "split": split})
+            targets[key] = DenseTarget(np.zeros((0, 4), np.float32), encode_rle(mask))
+    write_shards(pa.Table.from_pylist(rows), root, root / "shards", image_size=SIZE, samples_per_shard=8)
+    manifest = root / "shards" / "manifest.parquet"
+    geometry = read_geometry(manifest)
+
+    def images(split: str, masks: bool = True) -> DenseImages:
+        index = index_shard_images(shard_paths(manifest, split))
+        return DenseImages(sorted(index), targets, geometry, index, SIZE, masks=masks, seed=1)
+
+    return images
+
+
+def test_segment_learns_the_lesions_and_is_deterministic_on_cpu(toy):
+    settings = SegmentationSettings(head=HEAD)
+    splits = toy("train"), toy("validate"), toy("test")
+    first = segment(_encoder(), *splits, settings, name="toy", preview=6)
+    second = segment(_encoder(), *splits, settings, name="toy", preview=6)
+    assert (first.metrics, first.history, first.best_epoch) == (second.metrics, second.history, second.best_epoch)
+    assert set(first.metrics) == {"dice", "dice_positive", "dice_negative"}
+    assert first.metrics["dice_positive"] > 0.6  # an all-empty prediction scores 0 on the positives
+    assert (first.n_train, first.n_test) == (24, 8)
+    assert first.best_epoch == 1 + int(np.argmin([e.val_loss for e in first.history]))
+    # the preview: the 4 positive test images by key, then the first 2 negatives
+    assert [p.key for p in first.preview] == ["test_00", "test_02", "test_04", "test_06", "test_01", "test_03"]
+    shown = first.preview[0]
+    assert shown.image.dtype == np.uint8 and shown.image.shape == (SIZE, SIZE)
+    assert shown.truth.dtype == bool and shown.truth.sum() == 400
+    assert shown.predicted.dtype == bool and shown.predicted.shape == (SIZE, SIZE)
+    assert shown.image[shown.truth].min() > 200
+    assert [p.truth.any() for p in second.preview] == [True] * 4 + [False] * 2
+
+
+def test_segment_rejects_images_without_masks_or_of_another_size(toy):
+    settings = SegmentationSettings(head=dataclasses.replace(HEAD, epochs=1))
+    with pytest.raises(ValueError, match="train images were built without masks"):
+        segment(_encoder(), toy("train", masks=False), toy("validate"), toy("test"), settings, name="toy")
+    with pytest.raises(ValueError, match="input_size is 96"):
+        segment(_encoder(), toy("train"), toy("validate"), toy("test"),
+                SegmentationSettings(head=dataclasses.replace(HEAD, input_size=96)), name="toy")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        segment(_encoder(), toy("train"), toy("validate"), toy("test"),
+                SegmentationSettings(head=dataclasses.replace(HEAD, input_size=80)), name="toy")
+    with pytest.raises(ValueError, match="threshold"):
+        SegmentationSettings(threshold=1.0)
