@@ -9,6 +9,8 @@ import shutil
 import pytest
 from conftest import TINY, run_snakemake
 
+from imitate.evaluate.rows import DENSE_TASKS
+
 
 def test_tiny_workflow_writes_the_results_table(tiny_run):
     with open(tiny_run / "results/tables/linear_classification.csv") as fh:
@@ -30,6 +32,8 @@ def test_tiny_workflow_writes_the_results_table(tiny_run):
     ("task", "datasets", "fractions"),
     [
         ("finetune_classification", {"chestxray14"}, {"50", "100"}),
+        ("segmentation", {"rsna"}, {"50", "100"}),
+        ("detection", {"rsna"}, {"50", "100"}),
         ("zero_shot", {"rsna", "chexpert_5x200"}, {"all"}),
         ("retrieval", {"chexpert_5x200"}, {"all"}),
     ],
@@ -41,6 +45,10 @@ def test_every_task_has_its_table(tiny_run, task, datasets, fractions):
     assert {r["method"] for r in rows} == {"imitate", "random_init"}
     markdown = (tiny_run / f"results/tables/{task}.md").read_text()
     assert markdown.count("\n| imitate |") == 1 and "(paper)" not in markdown  # demo data: no paper rows
+    if task in DENSE_TASKS:  # and a preview of the test predictions for the report, per dataset and method
+        assert {p.name for p in (tiny_run / f"results/evaluate/{task}/rsna").glob("*.png")} == {
+            "imitate.png", "random_init.png"
+        }
 
 
 def test_prepared_datasets_account_for_every_record(tiny_run):
