@@ -7,7 +7,7 @@ import json
 import logging
 from pathlib import Path
 
-from imitate.evaluate.rows import TASKS, rows_table
+from imitate.evaluate.rows import DENSE_TASKS, TASKS, rows_table
 from imitate.parquet import write_table
 from imitate.provenance import stage_run
 
@@ -35,6 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-settings", default="{}", help="JSON of the model block (random vision-language model)")
     parser.add_argument("--text-settings", default="{}", help="JSON of the embed block (the frozen text encoder)")
     parser.add_argument("--out", required=True, help="result rows (Parquet)")
+    parser.add_argument("--preview", default=None,
+                        help="segmentation and detection: PNG of test predictions (largest subset, first seed)")
     parser.add_argument("--run-id", default="adhoc", help="run name recorded in results and provenance")
 
 
@@ -59,11 +61,15 @@ def main(args: argparse.Namespace) -> int:
         model_settings=json.loads(args.model_settings),
         text_settings=json.loads(args.text_settings),
         run_id=args.run_id,
+        preview=Path(args.preview) if args.preview else None,
     )
+    if (request.preview is not None) != (request.task in DENSE_TASKS):
+        raise SystemExit(f"--preview is required for {', '.join(DENSE_TASKS)} and only for them")
     inputs = {"records": request.records, "subsets": request.subsets, "shards": request.shards}
     if request.weights_file:
         inputs["weights"] = request.weights_file
-    with stage_run(f"evaluate:{args.task}", inputs=inputs, settings=request.recorded(), outputs=[args.out],
+    outputs = [args.out, *([request.preview] if request.preview else [])]
+    with stage_run(f"evaluate:{args.task}", inputs=inputs, settings=request.recorded(), outputs=outputs,
                    run_id=args.run_id, seeds={f"seed{i}": s for i, s in enumerate(request.seeds)}):
         rows = evaluate(request)
         write_table(rows_table(rows), args.out)

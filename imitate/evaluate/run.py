@@ -9,7 +9,7 @@ from typing import Any
 
 from imitate.evaluate.dataset import EvalDataset, load_eval_dataset, read_subsets
 from imitate.evaluate.encoders import Method
-from imitate.evaluate.rows import FRACTION_ALL, RunInfo, result_rows
+from imitate.evaluate.rows import DENSE_TASKS, FRACTION_ALL, RunInfo, result_rows
 from imitate.provenance.record import file_sha256
 
 
@@ -32,10 +32,11 @@ class EvalRequest:
     model_settings: Mapping[str, Any]
     text_settings: Mapping[str, Any]
     run_id: str
+    preview: Path | None = None  # the dense tasks' PNG of test predictions
 
     def recorded(self) -> dict[str, Any]:
         """The settings a provenance record keeps (paths are recorded as inputs instead)."""
-        skip = {"records", "subsets", "shards", "weights_file", "run_id"}
+        skip = {"records", "subsets", "shards", "weights_file", "run_id", "preview"}
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -58,6 +59,13 @@ def evaluate(request: EvalRequest) -> list[dict[str, object]]:
                                probe=probe, seeds=request.seeds)
     if request.task in ("zero_shot", "retrieval"):
         return _vision_language(request, info, dataset)
+    if request.task in DENSE_TASKS:
+        from imitate.evaluate.dense import evaluate_dense
+
+        return evaluate_dense(info=info, method=request.method, dataset=dataset, records=request.records,
+                              shards_manifest=request.shards, subsets=request.subsets, weights=request.weights_file,
+                              backbone=request.backbone, device=request.device, seeds=request.seeds,
+                              settings=request.settings, preview=request.preview)
     return _finetune(request, info, dataset)
 
 
