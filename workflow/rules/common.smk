@@ -13,7 +13,8 @@ validate(config, "../schemas/config.schema.yaml")
 sys.path.insert(0, workflow.basedir)
 from imitate.config import config_hash  # noqa: E402  (this checkout, also under --sdm conda)
 from imitate.datasets import load_adapter  # noqa: E402
-from imitate.evaluate.rows import TASKS  # noqa: E402
+from imitate.evaluate.rows import DENSE_TASKS, TASKS  # noqa: E402
+from imitate.evaluate.task_config import task_settings  # noqa: E402
 from imitate.provenance.code import stage_code_sha256  # noqa: E402
 
 # MIMIC-derived outputs must not be world-readable (data-use agreement): no file or directory this
@@ -169,7 +170,9 @@ def evaluate_params(wildcards):
     method = config["evaluate"]["methods"][wildcards.method]
     evaluate = config["evaluate"]
     return {
-        "settings": json.dumps(evaluate[wildcards.task], sort_keys=True),
+        "settings": json.dumps(
+            task_settings(evaluate[wildcards.task], wildcards.dataset, f"evaluate.{wildcards.task}"), sort_keys=True
+        ),
         "weights": shlex.quote(method["weights"]),
         "prefix": f"--prefix {shlex.quote(method['prefix'])}" if method.get("prefix") else "",
         "seeds": " ".join(str(s) for s in evaluate["seeds"]),

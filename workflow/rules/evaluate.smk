@@ -13,6 +13,8 @@ rule evaluate:
         weights=method_weights,
     output:
         results="results/evaluate/{task}/{dataset}/{method}.parquet",
+    wildcard_constraints:
+        task="|".join(t for t in TASKS if t not in DENSE_TASKS),
     log:
         "logs/evaluate/{task}/{dataset}/{method}.log",
     params:
@@ -21,17 +23,40 @@ rule evaluate:
         p=evaluate_params,
         backbone=config["model"]["backbone"],
         weights_file=lambda wildcards, input: f"--weights-file {input.weights}" if input.weights else "",
+        preview="",
     threads: 1
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "IMITATE_RULE=evaluate IMITATE_WILDCARDS={wildcards:q} python -m imitate evaluate --task {wildcards.task}"
+        "IMITATE_RULE={rule} IMITATE_WILDCARDS={wildcards:q} python -m imitate evaluate --task {wildcards.task}"
         " --records {input.records} --subsets {input.subsets} --shards {input.shards}"
         " --method {wildcards.method} --weights {params.p[weights]} {params.p[prefix]} {params.weights_file}"
         " --backbone {params.backbone} --crop-size {params.p[crop]} --batch-size {params.p[batch_size]}"
         " --device {params.p[device]} --seeds {params.p[seeds]} --settings {params.p[settings]:q}"
         " --model-settings {params.p[model]:q} --text-settings {params.p[text]:q}"
-        " --out {output.results} --run-id {params.run_id} > {log} 2>&1"
+        " --out {output.results} {params.preview} --run-id {params.run_id} > {log} 2>&1"
+
+
+# Segmentation and detection (Table V) also draw their test predictions for the report.
+use rule evaluate as evaluate_dense with:
+    output:
+        results="results/evaluate/{task}/{dataset}/{method}.parquet",
+        preview=report(
+            "results/evaluate/{task}/{dataset}/{method}.png",
+            category="Segmentation and detection",
+            subcategory="{task}",
+            labels={"dataset": "{dataset}", "method": "{method}"},
+            caption="../report/dense_preview.rst",
+        ),
+    wildcard_constraints:
+        task="|".join(DENSE_TASKS),
+    params:
+        code=code_of("evaluate"),
+        run_id=RUN_ID,
+        p=evaluate_params,
+        backbone=config["model"]["backbone"],
+        weights_file=lambda wildcards, input: f"--weights-file {input.weights}" if input.weights else "",
+        preview=lambda wildcards, output: f"--preview {output.preview}",
 
 
 rule tables:
