@@ -102,6 +102,7 @@ def evaluate_dense(
                 task_settings = SegmentationSettings(
                     head=head, alpha=settings["alpha"], augment=settings["augment"], threshold=settings["threshold"],
                     negatives_per_positive=settings["negatives_per_positive"],
+                    decoder_channels=tuple(settings["decoder_channels"]),
                 )
                 keys = balanced_keys(keys, lambda k: is_positive(targets[k]), task_settings.negatives_per_positive,
                                      dataset.facts.get("seed", 0))

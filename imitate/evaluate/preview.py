@@ -67,7 +67,7 @@ def write_preview(items: Sequence[Any], path: str | Path, *, title: str) -> Path
     for i, item in enumerate(items):
         x, y = (i % COLUMNS) * PANEL, 2 * _TEXT_ROW + (i // COLUMNS) * (PANEL + _TEXT_ROW)
         sheet.paste(_panel(item), (x, y))
-        pen.text((x + 2, y + PANEL + 1), str(item.key)[:30], fill=(0, 0, 0))
+        pen.text((x + 2, y + PANEL + 1), str(item.key)[-30:], fill=(0, 0, 0))  # keys differ at the end
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path, format="PNG", optimize=False)
     return path

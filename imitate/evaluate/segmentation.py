@@ -41,7 +41,7 @@ from imitate.evaluate.dense_metrics import DiceAccumulator
 from imitate.evaluate.head_training import Batch, EpochLoss, HeadSettings, batches, fit_head
 from imitate.evaluate.runtime import autocast, deterministic_on_cpu, model_device
 from imitate.models.frozen import FrozenStages
-from imitate.models.unet import SegmentationModel, UNetDecoder
+from imitate.models.unet import DECODER_CHANNELS, SegmentationModel, UNetDecoder
 from imitate.train.batch_augment import normalise
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,8 @@ class SegmentationSettings:
     """A segmentation run: the head's optimisation and input, the loss weight, augmentation and threshold.
 
     ``negatives_per_positive`` is the training set's negatives per positive image for :func:`balanced_keys`
-    (1 for SIIM as in MGCA; None keeps every image).
+    (1 for SIIM as in MGCA; None keeps every image). ``decoder_channels`` are the widths of the five
+    decoder blocks (smp's U-Net by default; narrower ones make a CPU demo affordable).
     """
 
     head: HeadSettings = field(default_factory=HeadSettings)
@@ -65,6 +66,7 @@ class SegmentationSettings:
     augment: bool = True
     threshold: float = 0.5
     negatives_per_positive: float | None = None
+    decoder_channels: tuple[int, ...] = DECODER_CHANNELS
 
     def __post_init__(self) -> None:
         if not self.alpha >= 0 or not 0 < self.threshold < 1:
@@ -231,7 +233,7 @@ def segment(
     device = torch.device(head.device)
     with torch.random.fork_rng(devices=[]):  # the decoder's initialisation, without touching the caller's RNG
         torch.manual_seed(head.seed)
-        decoder = UNetDecoder(encoder.channels)
+        decoder = UNetDecoder(encoder.channels, settings.decoder_channels)
     model = SegmentationModel(encoder, decoder).to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

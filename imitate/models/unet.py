@@ -22,6 +22,7 @@ from imitate.models.frozen import FrozenStages
 
 STAGES = 4  # layer1 .. layer4
 BLOCKS = 5  # stride 32 -> 1, one doubling per block
+DECODER_CHANNELS = (256, 128, 64, 32, 16)  # smp's U-Net default
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -56,7 +57,7 @@ class UNetDecoder(nn.Module):
     """
 
     def __init__(
-        self, encoder_channels: Sequence[int], decoder_channels: Sequence[int] = (256, 128, 64, 32, 16)
+        self, encoder_channels: Sequence[int], decoder_channels: Sequence[int] = DECODER_CHANNELS
     ) -> None:
         super().__init__()
         if len(encoder_channels) != STAGES:
