@@ -18,6 +18,7 @@ rule evaluate:
     log:
         "logs/evaluate/{task}/{dataset}/{method}.log",
     params:
+        rule_name="evaluate",
         code=code_of("evaluate"),
         run_id=RUN_ID,
         p=evaluate_params,
@@ -28,7 +29,7 @@ rule evaluate:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "IMITATE_RULE={rule} IMITATE_WILDCARDS={wildcards:q} python -m imitate evaluate --task {wildcards.task}"
+        "IMITATE_RULE={params.rule_name} IMITATE_WILDCARDS={wildcards:q} python -m imitate evaluate --task {wildcards.task}"
         " --records {input.records} --subsets {input.subsets} --shards {input.shards}"
         " --method {wildcards.method} --weights {params.p[weights]} {params.p[prefix]} {params.weights_file}"
         " --backbone {params.backbone} --crop-size {params.p[crop]} --batch-size {params.p[batch_size]}"
@@ -51,6 +52,7 @@ use rule evaluate as evaluate_dense with:
     wildcard_constraints:
         task="|".join(DENSE_TASKS),
     params:
+        rule_name="evaluate_dense",
         code=code_of("evaluate"),
         run_id=RUN_ID,
         p=evaluate_params,
