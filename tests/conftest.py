@@ -30,3 +30,14 @@ def tiny_run(tmp_path_factory) -> Path:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted((workdir / "logs").rglob("*.log")))
         pytest.fail(f"snakemake failed:\n{run.stderr[-5000:]}\n{logs}")
     return workdir
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models run as fast on one thread, and two slow down badly when the cores are busy."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

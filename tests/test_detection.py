@@ -35,13 +35,7 @@ GRIDS = (8, 4, 2)  # cells a side at strides 8, 16, 32 for a 64-px input
 CHANNELS = {"resnet18": (128, 256, 512), "resnet50": (512, 1024, 2048)}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The models here are tiny: one thread is as fast, and two slow down badly when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _encoder() -> FrozenStages:

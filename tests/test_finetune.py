@@ -19,13 +19,7 @@ SIZES = {"train": 24, "validate": 8, "test": 8}
 SETTINGS = FinetuneSettings(epochs=3, lr=1e-3, batch_size=8, crop_size=28, workers=0, seed=5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The models here are tiny: one thread is as fast, and two slow down badly when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _film(square: bool, stripes: bool, rng: np.random.Generator) -> np.ndarray:

@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import ROOT, run_snakemake
 
+from imitate.evaluate.rows import TASKS
+
 TABLE = "results/tables/linear_classification.csv"
 
 
@@ -98,7 +100,7 @@ def test_catalog_answers_which_checkpoint_and_which_tables(tiny_run):
         """,
         [split],
     ).fetchall()
-    tasks = ("finetune_classification", "linear_classification", "retrieval", "zero_shot")
+    tasks = sorted(TASKS)
     assert tables == [(f"results/tables/{t}.{ext}",) for t in tasks for ext in ("csv", "md")]
     rules = {r for (r,) in con.execute("SELECT DISTINCT rule FROM artifacts").fetchall()}
     assert {"sections", "manifest", "shards", "embed", "pretrain", "dataset_demo", "dataset", "dataset_shards",

@@ -32,13 +32,7 @@ SPLITS = {"train": 24, "validate": 8, "test": 8}
 HEAD = HeadSettings(epochs=4, patience=4, lr=2e-3, batch_size=4, input_size=SIZE, seed=3)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The models here are tiny: one thread is as fast, and two slow down badly when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _encoder(seed: int = 0) -> FrozenStages:
