@@ -11,8 +11,9 @@ A dataset is a config entry (``datasets.<name>``: adapter, root, options) plus o
 
 from __future__ import annotations
 
+import csv
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -131,6 +132,15 @@ class DatasetAdapter(ABC):
             "labels": list(self.label_names()),
             "options": self.options,
         }
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Write a demo's label CSV as the real files are: a header line, ``\n`` line ends, UTF-8."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def raw_path(adapter: DatasetAdapter, role: str) -> Path:

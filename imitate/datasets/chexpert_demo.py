@@ -15,15 +15,13 @@ is drawn from ``film_rng(seed, 1, i)``, so the bytes do not depend on the drawin
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 from PIL import Image
 
-from imitate.datasets.base import DemoSpec
+from imitate.datasets.base import DemoSpec, write_csv
 from imitate.datasets.chexpert_csv import COLUMNS, COMPETITION_LABELS, OBSERVATIONS, TRAIN_CSV, VALID_CSV
 from imitate.demo.anatomy import DRAWN_LABELS
 from imitate.demo.film import draw_film, film_rng, random_states, to_uint8
@@ -90,11 +88,11 @@ def write_chexpert_demo(root: Path, directory: str, spec: DemoSpec, *, reports: 
         path = base / image.csv_path(top)
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(to_uint8(film.pixels)).save(path, "JPEG", quality=JPEG_QUALITY)
-    _write_csv(base / top / TRAIN_CSV, COLUMNS, (image.row(top) for image in train))
-    _write_csv(base / top / VALID_CSV, COLUMNS, (image.row(top) for image in valid))
+    write_csv(base / top / TRAIN_CSV, COLUMNS, (image.row(top) for image in train))
+    write_csv(base / top / VALID_CSV, COLUMNS, (image.row(top) for image in valid))
     if reports:
         rows = ((image.csv_path(top), _impression(image.study.states)) for image in [*train, *valid])
-        _write_csv(Path(root) / reports, ("Path", "Report Impression"), rows)
+        write_csv(Path(root) / reports, ("Path", "Report Impression"), rows)
 
 
 def _images(rng: np.random.Generator, target: int, *, first_patient: int, split: str) -> list[_Image]:
@@ -157,11 +155,3 @@ def _impression(states: dict[str, bool]) -> str:
         for label, certain in sorted(states.items())
     ]
     return " ".join(sentences)
-
-
-def _write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)

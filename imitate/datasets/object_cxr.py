@@ -36,7 +36,15 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from imitate.datasets.base import DatasetAdapter, DemoSpec, Parsed, raw_path, records_table, rejects_table
+from imitate.datasets.base import (
+    DatasetAdapter,
+    DemoSpec,
+    Parsed,
+    raw_path,
+    records_table,
+    rejects_table,
+    write_csv,
+)
 from imitate.demo.film import draw_film, film_rng, random_states, to_uint8
 from imitate.demo.objects import SHAPES, ForeignObject, draw_objects, sample_objects
 
@@ -193,12 +201,7 @@ class Adapter(DatasetAdapter):
                 name = f"{index + 1:05d}.jpg"
                 rows.append((name, _write_film(images / name, spec, index, i in positives)))
                 index += 1
-            path = raw_path(self, role)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="", encoding="utf-8") as out:
-                writer = csv.writer(out, lineterminator="\n")
-                writer.writerow(HEADER)
-                writer.writerows(rows)
+            write_csv(raw_path(self, role), HEADER, rows)
 
 
 def _read_rows(path: Path, source: str) -> list[tuple[int, list[str]]]:

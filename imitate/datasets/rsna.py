@@ -28,7 +28,15 @@ from typing import Any
 
 import numpy as np
 
-from imitate.datasets.base import DatasetAdapter, DemoSpec, Parsed, raw_path, records_table, rejects_table
+from imitate.datasets.base import (
+    DatasetAdapter,
+    DemoSpec,
+    Parsed,
+    raw_path,
+    records_table,
+    rejects_table,
+    write_csv,
+)
 from imitate.datasets.jpeg_dicom import FilmHeader, kaggle_uids, write_jpeg_dicom
 from imitate.demo.draw import Lesion
 from imitate.demo.film import draw_film, film_rng, random_states, to_uint8
@@ -95,12 +103,7 @@ class Adapter(DatasetAdapter):
         if spec.n_images < 1 or spec.image_size < 32:
             raise ValueError(f"demo needs n_images >= 1 and image_size >= 32, got {spec}")
         rows = [row for index, film in enumerate(_plan(spec)) for row in self._write_film(spec, index, film)]
-        path = raw_path(self, "labels")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(HEADER)
-            writer.writerows(rows)
+        write_csv(raw_path(self, "labels"), HEADER, rows)
 
     def _write_film(self, spec: DemoSpec, index: int, plan: _Film) -> list[tuple[str, ...]]:
         """Draw and write film ``index``; its label rows."""
