@@ -25,10 +25,12 @@ from imitate.evaluate.dense_data import (
     read_dense_targets,
     read_geometry,
 )
+from imitate.evaluate.detection import DetectionSettings, detect
 from imitate.evaluate.encoders import Method, frozen_stages
 from imitate.evaluate.head_training import HeadSettings
 from imitate.evaluate.preview import write_preview
 from imitate.evaluate.rows import RunInfo, result_rows
+from imitate.evaluate.segmentation import SegmentationSettings, balanced_keys, segment
 from imitate.evaluate.shard_images import index_shard_images
 from imitate.shards.reader import shard_paths
 
@@ -97,8 +99,6 @@ def evaluate_dense(
                                  f"e.g. {missing[:3]} (rerun the dataset and shards stages)")
             name = f"{dataset.name} {method.name} {fraction:g}% seed {seed}"
             if segmentation:
-                from imitate.evaluate.segmentation import SegmentationSettings, balanced_keys, segment
-
                 task_settings = SegmentationSettings(
                     head=head, alpha=settings["alpha"], augment=settings["augment"], threshold=settings["threshold"],
                     negatives_per_positive=settings["negatives_per_positive"],
@@ -108,8 +108,6 @@ def evaluate_dense(
                                      dataset.facts.get("seed", 0))
                 result = segment(encoder, images(keys, "train", seed), val, test, task_settings, name=name)
             else:
-                from imitate.evaluate.detection import DetectionSettings, detect
-
                 task_settings = DetectionSettings(head=head, conf_threshold=settings["conf_threshold"],
                                                   nms_iou=settings["nms_iou"])
                 result = detect(encoder, images(keys, "train", seed), val, test, task_settings, name=name)
