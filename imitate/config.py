@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+CHECKOUT = Path(__file__).resolve().parents[1]
+SCHEMA_PATH = CHECKOUT / "workflow" / "schemas" / "config.schema.yaml"
+# The demo's configuration: used only when no config file is given (never merged under a real one).
+DEMO_CONFIG = CHECKOUT / "config.yaml"
 
 
 class ConfigError(ValueError):
@@ -37,13 +40,42 @@ def validate_config(config: Mapping[str, Any], source: str = "config") -> None:
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file and validate it."""
     path = Path(path)
+    config = _read_yaml(path)
+    validate_config(config, str(path))
+    return config
+
+
+def merge_config(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``update`` into ``base`` in place as Snakemake merges config files: mappings key by key."""
+    for key, value in update.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            merge_config(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     try:
         config = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"cannot read config {path}: {exc}") from exc
     if not isinstance(config, dict):
         raise ConfigError(f"config {path} is not a mapping")
-    validate_config(config, str(path))
+    return config
+
+
+def load_run_config(configfiles: Sequence[str | Path] = ()) -> dict[str, Any]:
+    """The configuration a workflow run uses: ``configfiles`` merged in order, or the demo's when none.
+
+    Exactly what ``snakemake [--configfile F ...]`` resolves: the demo's ``config.yaml`` is never the
+    base of a run that names its own files (so a real config cannot inherit a demo value).
+    """
+    paths = [Path(p) for p in configfiles] or [DEMO_CONFIG]
+    config: dict[str, Any] = {}
+    for path in paths:
+        merge_config(config, _read_yaml(path))
+    validate_config(config, " + ".join(str(p) for p in paths))
     return config
 
 

@@ -123,6 +123,18 @@ class DatasetAdapter(ABC):
     def write_demo(self, spec: DemoSpec) -> None:
         """Write a synthetic copy of the raw files and images under ``root``, in the real format."""
 
+    def raw_headers(self) -> dict[str, tuple[str, ...]]:
+        """For each raw-file role with a header line, the column names it must hold (preflight checks).
+
+        Roles left out (headerless list files, or an adapter that does not say) are checked for existence
+        only.
+        """
+        return {}
+
+    def image_dirs(self) -> tuple[str, ...]:
+        """The directories under ``root`` the images are read from (preflight checks they exist)."""
+        return ()
+
     def describe(self) -> dict[str, Any]:
         """What the prepared table's metadata records about this dataset."""
         return {

@@ -35,7 +35,7 @@ class PretrainConfig:
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
     augment: str = "paper"
-    rotation_degrees: float = 15.0
+    rotation_degrees: float = 180.0  # the paper's [0°, 180°]
     workers: int = 1
     device: str = "cpu"
     max_skipped_steps: int = 20  # consecutive non-finite losses before the run stops
