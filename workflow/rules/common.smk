@@ -16,6 +16,7 @@ from imitate.datasets import load_adapter  # noqa: E402
 from imitate.evaluate.rows import DENSE_TASKS, TASKS  # noqa: E402
 from imitate.evaluate.task_config import task_settings  # noqa: E402
 from imitate.provenance.code import stage_code_sha256  # noqa: E402
+from imitate.raw_roots import check_outputs_outside_raw_roots  # noqa: E402
 
 # MIMIC-derived outputs must not be world-readable (data-use agreement): no file or directory this
 # workflow creates gets permissions for "other".
@@ -196,3 +197,12 @@ def pretrain_launcher(wildcards, resources):
     if not endpoint:
         raise ValueError("launch.nnodes > 1 needs launch.rdzv_endpoint (host:port reachable from every node)")
     return f"{torchrun} --nnodes {nodes} --rdzv-backend c10d --rdzv-endpoint {endpoint} --rdzv-id {RUN_ID}"
+
+
+def check_raw_data_untouched():
+    """Stop at load time if any rule's output, log or benchmark could land inside a raw-data root."""
+    outputs = []
+    for step in workflow.rules:
+        files = [*step.output, *step.log, *([step.benchmark] if step.benchmark else [])]
+        outputs += [(step.name, str(f)) for f in files]
+    check_outputs_outside_raw_roots(outputs, config, Path.cwd())
