@@ -202,7 +202,7 @@ def test_demo_prepares_with_dev_as_test(demo_root):
     prepared = prepare_dataset(_adapter(demo_root), seed=0, fractions=[100])
     counts = prepared.counts()
     assert counts["input_records"] == counts["records"] == 12 and counts["rejected"] == 0
-    assert counts["by_split"] == {"test": 2, "train": 9, "validate": 1}
+    assert counts["by_split"] == {"test": 2, "train": 8, "validate": 2}  # 20 % of the 10 train rows (Table II)
     test_keys = [k for k, s in zip(prepared.records["key"].to_pylist(), prepared.records["split"].to_pylist(),
                                    strict=True) if s == "test"]
     assert test_keys == ["00011", "00012"]

@@ -3,6 +3,7 @@
 import json
 from collections import Counter
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -49,6 +50,62 @@ def test_draw_splits_takes_image_counts_and_keeps_official_splits():
         draw_splits(pool, {"validate": 20, "test": 20}, seed=0)
     with pytest.raises(ValueError, match="'validate' and 'test' only"):
         draw_splits(pool, {"train": 0.5}, seed=0)
+
+
+def _sized(sizes):
+    """A pool with patient ``p<i>`` holding ``sizes[i]`` images (keys ``p<i>_<j>``)."""
+    return records_table([
+        {"key": f"p{i}_{j}", "patient_id": f"p{i}", "path": f"p{i}_{j}.png", "split": None, "labels": [0.0]}
+        for i, size in enumerate(sizes) for j in range(size)
+    ])
+
+
+def _split_of_patients(table):
+    groups = _patients_by_split(table)
+    assert all(len(s) == 1 for s in groups.values())  # no patient straddles two splits
+    return {patient: next(iter(s)) for patient, s in groups.items()}
+
+
+def test_draw_splits_passes_over_patients_that_would_overshoot():
+    # The seed-0 shuffle of 6 sorted patients (numpy's PCG64; the derivation below rests on it).
+    assert np.random.default_rng(0).permutation(6).tolist() == [3, 2, 5, 4, 0, 1]
+    # Images per patient p0..p5; walked in the order p3 (2), p2 (3), p5 (2), p4 (1), p0 (1), p1 (1).
+    sizes = [1, 1, 3, 2, 1, 2]
+    # test, target 3: p3 joins (2); p2 (2 + 3 > 3) and p5 (2 + 2 > 3) are passed over; p4 joins (3), stop.
+    # validate, target 3, walks what is left, p2 p5 p0 p1: p2 joins (3), stop. Train: p5, p0, p1.
+    # (Dealing until "at least the target" gave test p3 + p2 = 5 images, validate p5 + p4 = 3, train 2.)
+    for draw in ({"test": 3, "validate": 3}, {"test": 0.3, "validate": 0.3}):
+        table = draw_splits(_sized(sizes), draw, seed=0)
+        assert _split_of_patients(table) == {"p3": "test", "p4": "test", "p2": "validate", "p5": "train",
+                                             "p0": "train", "p1": "train"}
+        assert Counter(table["split"].to_pylist()) == {"test": 3, "validate": 3, "train": 4}
+
+
+def test_draw_splits_never_overshoots_when_no_patient_fits_the_gap():
+    # Four patients of two images, test target 3: the first patient of the walk joins (2); every other
+    # would make 4 > 3, so the split stays at 2 (fewer, never more) and the rest is train.
+    table = draw_splits(_sized([2, 2, 2, 2]), {"test": 3}, seed=5)
+    assert Counter(table["split"].to_pylist()) == {"test": 2, "train": 6}
+    assert sorted(_split_of_patients(table).values()) == ["test", "train", "train", "train"]
+
+
+def test_draw_splits_with_one_image_per_patient_takes_the_next_patients_of_the_shuffle():
+    table = draw_splits(_records(20, per_patient=1), {"test": 0.25, "validate": 3}, seed=7)
+    order = [f"p{i:03d}" for i in np.random.default_rng(7).permutation(20)]
+    expected = dict.fromkeys(order[:5], "test") | dict.fromkeys(order[5:8], "validate")
+    assert _split_of_patients(table) == {p: expected.get(p, "train") for p in order}
+
+
+def test_draw_splits_is_exact_on_mixed_patient_sizes_and_seeded():
+    rng = np.random.default_rng(123)
+    for seed in range(20):
+        sizes = [int(v) for v in rng.choice([1, 1, 1, 2, 3, 5, 8], size=60)]  # mixed sizes, many singles
+        table = draw_splits(_sized(sizes), {"test": 0.2, "validate": 17}, seed=seed)
+        counts = Counter(table["split"].to_pylist())
+        assert counts["test"] == round(0.2 * sum(sizes)) and counts["validate"] == 17, (seed, counts)
+        _split_of_patients(table)
+        again = draw_splits(_sized(sizes), {"test": 0.2, "validate": 17}, seed=seed)
+        assert again["split"].to_pylist() == table["split"].to_pylist()
 
 
 def test_leakage_check_names_the_patient_in_two_splits():

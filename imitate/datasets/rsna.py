@@ -11,7 +11,8 @@ from are logged, not counted. A record's label is the Target its rows share, its
 a bad row is rejected whole at that row's line: ``invalid_patient_id`` (characters a key or file name
 cannot hold), ``malformed_row`` (not six fields), ``malformed_number``, ``positive_without_box``,
 ``negative_with_box``; or at its first line for ``conflicting_targets``. RSNA has no official split:
-70/15/15 by patient.
+60/20/20 by patient, the paper's Table II (16,010 / 5,337 / 5,337 of the 26,684 patients). MGCA's
+classification CSVs used 70/15/15, but its detection split and the paper's Table II are 60/20/20.
 """
 
 from __future__ import annotations
@@ -63,13 +64,19 @@ class Adapter(DatasetAdapter):
 
     kind = "binary"
     defaults: Mapping[str, Any] = {"labels": "stage_2_train_labels.csv", "images": "stage_2_train_images"}
-    split_draw: Mapping[str, float] = {"validate": 0.15, "test": 0.15}
+    split_draw: Mapping[str, float] = {"validate": 0.2, "test": 0.2}
 
     def label_names(self) -> tuple[str, ...]:
         return LABELS
 
     def raw_files(self) -> dict[str, str]:
         return {"labels": self.options["labels"]}
+
+    def raw_headers(self) -> dict[str, tuple[str, ...]]:
+        return {"labels": HEADER}
+
+    def image_dirs(self) -> tuple[str, ...]:
+        return (self.options["images"],)
 
     def read(self) -> Parsed:
         source = self.options["labels"]

@@ -29,8 +29,13 @@ def _target(amount: float, pool: int, split: str) -> int:
 def draw_splits(records: pa.Table, draw: Mapping[str, float], seed: int) -> pa.Table:
     """Fill the null ``split`` entries: ``draw`` gives validate/test as a share (< 1) or an image count.
 
-    Patients of the pool are shuffled with ``seed`` and dealt to test, then validate, each until it
-    holds at least its target number of images; the remaining patients are train. A patient whose
+    The target of a share is ``round(share * pool)`` images. Patients of the pool (sorted, then shuffled
+    with ``seed``) are walked for test, then for validate: a patient whose images all fit in what the
+    split still lacks joins it whole, one whose images would take it past its target is passed over
+    (left for the next split or train), and the walk stops once the target is reached. So each split
+    holds exactly its target unless no patient left fits the last gap (then it holds fewer, never more),
+    a patient's images are never divided, and when every patient has one image the split is simply the
+    next ``target`` patients of the shuffle. The patients no split took are train. A patient whose
     images already have an official split cannot also be in the pool (that is leakage in the raw split).
     """
     unknown = set(draw) - {"validate", "test"}
@@ -50,15 +55,22 @@ def draw_splits(records: pa.Table, draw: Mapping[str, float], seed: int) -> pa.T
     if sum(t for _, t in targets) > len(pool):
         raise ValueError(f"split draw {dict(draw)} asks for more than the {len(pool)} images of the pool")
     assigned = list(split)
-    cursor = 0
+    left = shuffled
     for name, target in targets:
-        taken = 0
-        while taken < target and cursor < len(shuffled):
-            for i in by_patient[shuffled[cursor]]:
+        taken, passed = 0, []
+        for position, patient in enumerate(left):
+            if taken >= target:
+                passed.extend(left[position:])
+                break
+            images = by_patient[patient]
+            if taken + len(images) > target:
+                passed.append(patient)  # would overshoot: left for the next split or train
+                continue
+            for i in images:
                 assigned[i] = name
-            taken += len(by_patient[shuffled[cursor]])
-            cursor += 1
-    for patient in shuffled[cursor:]:
+            taken += len(images)
+        left = passed
+    for patient in left:
         for i in by_patient[patient]:
             assigned[i] = "train"
     return records.set_column(records.schema.get_field_index("split"), "split", pa.array(assigned, pa.string()))
