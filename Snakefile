@@ -7,10 +7,16 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The demo's config.yaml is read only when no --configfile is given: a real config (config/mimic.yaml
+# and copies of it) is complete on its own and never inherits a demo value.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/preflight.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/sections.smk"
 include: "workflow/rules/manifest.smk"
@@ -19,6 +25,9 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/evaluate.smk"
+
+
+check_raw_data_untouched()
 
 
 rule all:

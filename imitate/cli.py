@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "provenance": ("provenance", "print the lineage of an artifact down to the raw inputs, with hashes"),
     "audit": ("audit", "re-hash every recorded input and output; list mismatches (exit 1 if any)"),
     "catalog": ("catalog", "rebuild the DuckDB catalog of every provenance record (artifacts, edges)"),
+    "preflight": ("preflight", "check a config's raw files, headers, encoder, weights, device and disk before a run"),
 }
 
 

@@ -26,6 +26,12 @@ class Adapter(DatasetAdapter):
     def raw_files(self) -> dict[str, str]:
         return {"labels": self.options["labels_file"]}
 
+    def raw_headers(self) -> dict[str, tuple[str, ...]]:
+        return {"labels": ("key", "patient", "label")}
+
+    def image_dirs(self) -> tuple[str, ...]:
+        return ("images",)
+
     def read(self) -> Parsed:
         source = self.options["labels_file"]
         rows, rejects = [], []

@@ -71,6 +71,22 @@ class Adapter(DatasetAdapter):
     def raw_files(self) -> dict[str, str]:
         return {role: self.options[role] for role in ("labels", "train_val_list", "test_list")}
 
+    def raw_headers(self) -> dict[str, tuple[str, ...]]:
+        """Data_Entry's first seven names (the reader checks them, in order); the lists have no header.
+
+        The last two names hold a comma, so a CSV reader splits them: they are left out.
+        """
+        return {"labels": HEADER[:7]}
+
+    def image_dirs(self) -> tuple[str, ...]:
+        """The real set's twelve folders ``images_001/images`` ... ``images_012/images``.
+
+        Option ``images`` with its ``*`` numbered 001 to 012, so that a tarball left unpacked shows (the
+        pattern itself if it has no ``*``). A demo of fewer than 12 images fills fewer folders.
+        """
+        pattern = self.options["images"]
+        return tuple(dict.fromkeys(_folder(pattern, number) for number in range(1, _FOLDERS + 1)))
+
     def read(self) -> Parsed:
         source = self.options["labels"]
         lists = _Lists(_read_list(raw_path(self, "train_val_list")), _read_list(raw_path(self, "test_list")))

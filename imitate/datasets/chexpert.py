@@ -20,6 +20,7 @@ import pyarrow as pa
 from imitate.datasets.base import RECORD_SCHEMA, DatasetAdapter, DemoSpec, Parsed, rejects_table
 from imitate.datasets.chexpert_5x200 import select_five_by_200
 from imitate.datasets.chexpert_csv import (
+    COLUMNS,
     COMPETITION_LABELS,
     OBSERVATIONS,
     TRAIN_CSV,
@@ -80,6 +81,15 @@ class Adapter(DatasetAdapter):
         """``<directory>/train.csv`` and ``<directory>/valid.csv``."""
         directory = self.options["directory"]
         return {"train": csv_source(directory, TRAIN_CSV), "valid": csv_source(directory, VALID_CSV)}
+
+    def raw_headers(self) -> dict[str, tuple[str, ...]]:
+        """Both label files hold every column of :data:`COLUMNS`."""
+        return {"train": COLUMNS, "valid": COLUMNS}
+
+    def image_dirs(self) -> tuple[str, ...]:
+        """``<directory>/train`` and ``<directory>/valid``, where the files' ``Path`` values point."""
+        directory = self.options["directory"]
+        return csv_source(directory, "train"), csv_source(directory, "valid")
 
     def targets(self, values: np.ndarray) -> np.ndarray:
         """Labels (N, L) float32 of raw rows (N, 14 observations; NaN = blank) under the uncertainty policy."""

@@ -25,6 +25,7 @@ import numpy as np
 
 from imitate.datasets.base import DatasetAdapter, DemoSpec, Parsed, records_table, rejects_table
 from imitate.datasets.chexpert_csv import (
+    COLUMNS,
     COMPETITION_LABELS,
     OBSERVATIONS,
     TRAIN_CSV,
@@ -145,6 +146,17 @@ class Adapter(DatasetAdapter):
         if self.options["reports"]:
             files["reports"] = str(self.options["reports"])
         return files
+
+    def raw_headers(self) -> dict[str, tuple[str, ...]]:
+        """``train.csv`` holds every CheXpert column; the report CSV ``Path`` and ``Report Impression``."""
+        headers = {"train": COLUMNS}
+        if self.options["reports"]:
+            headers["reports"] = REPORT_COLUMNS
+        return headers
+
+    def image_dirs(self) -> tuple[str, ...]:
+        """``<directory>/train``: the images are drawn from ``train.csv`` only."""
+        return (csv_source(self.options["directory"], "train"),)
 
     def read(self) -> Parsed:
         """Records of the drawn images; every other train.csv row is a reject."""

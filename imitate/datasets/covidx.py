@@ -66,6 +66,10 @@ class Adapter(DatasetAdapter):
         """The two list files."""
         return {"train": self.options["train_list"], "test": self.options["test_list"]}
 
+    def image_dirs(self) -> tuple[str, ...]:
+        """``train_dir`` and ``test_dir`` (the lists have no header: :meth:`raw_headers` stays empty)."""
+        return self.options["train_dir"], self.options["test_dir"]
+
     def read(self) -> Parsed:
         """Records of both lists; bad lines, unknown labels and repeats are rejects."""
         records: list[dict[str, Any]] = []

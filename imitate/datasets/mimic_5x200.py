@@ -7,8 +7,11 @@ blank, so an uncertain -1.0 anywhere disqualifies it (the rule of
 :func:`imitate.datasets.chexpert_5x200.eligibility`, shared with CheXpert 5x200). Only studies of the
 official ``test`` split are used, so no 5x200 image was seen in pretraining; one frontal image per
 study (the first by dicom_id), and ``per_class`` studies per class drawn with ``seed`` from the
-candidates sorted by study. The text of an image is its report's Impression (GLoRIA used "Report
-Impression"), or its Findings when it has none.
+candidates sorted by study. Real MIMIC-CXR's test split (about 3,300 studies) holds far fewer than 200
+qualifying studies for some classes (in CheXpert's train.csv 0.28 % of frontal images qualify for
+Consolidation), so a class short of ``per_class`` is an error unless ``allow_fewer`` takes all of its
+candidates (with a warning; the class sizes are in the records). The text of an image is its report's
+Impression (GLoRIA used "Report Impression"), or its Findings when it has none.
 
 Every metadata row ends in the records or in the rejects, with the first reason that applies:
 ``not_in_split`` (no split row / not the test split), ``view_not_frontal``, ``no_label_row``, the
@@ -19,6 +22,7 @@ eligibility reasons (``no_class_positive``, ``several_classes_positive``,
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -31,7 +35,13 @@ from imitate.datasets.chexpert_csv import COMPETITION_LABELS, OBSERVATIONS
 from imitate.demo.mimic import write_demo_mimic
 from imitate.sections.parser import last_by_name, section_text
 
+log = logging.getLogger(__name__)
+
 CLASSES = COMPETITION_LABELS
+# The columns read from the three CSVs (a join on dicom_id, then on study_id).
+METADATA_COLUMNS: tuple[str, ...] = ("dicom_id", "subject_id", "study_id", "ViewPosition")
+SPLIT_COLUMNS: tuple[str, ...] = ("dicom_id", "split")
+LABEL_COLUMNS: tuple[str, ...] = ("study_id", *OBSERVATIONS)
 
 
 class Adapter(DatasetAdapter):
@@ -50,6 +60,7 @@ class Adapter(DatasetAdapter):
         "views": ["PA", "AP"],
         "from_split": "test",
         "per_class": 200,
+        "allow_fewer": False,
         "seed": 0,
         "sections_mode": "reference",
     }
@@ -59,6 +70,18 @@ class Adapter(DatasetAdapter):
 
     def raw_files(self) -> dict[str, str]:
         return {name: self.options[name] for name in ("metadata", "split", "labels")}
+
+    def raw_headers(self) -> dict[str, tuple[str, ...]]:
+        return {"metadata": METADATA_COLUMNS, "split": SPLIT_COLUMNS, "labels": LABEL_COLUMNS}
+
+    def image_dirs(self) -> tuple[str, ...]:
+        """The trees of option ``image_trees`` that exist, or the first when none does.
+
+        An image is read from the first tree that holds it, so one tree is enough (the DICOM tree is
+        optional); MIMIC's own ``data.image_trees`` check warns about the others.
+        """
+        trees = [tree["dir"] for tree in self.options["image_trees"]]
+        return tuple(tree for tree in trees if (self.root / tree).is_dir()) or tuple(trees[:1])
 
     def read(self) -> Parsed:
         images = self._images()
@@ -143,13 +166,17 @@ class Adapter(DatasetAdapter):
         chosen: set[int] = set()
         for index, name in enumerate(CLASSES):
             pool = sorted(candidates[name])
-            if len(pool) < per_class:
+            if len(pool) < per_class and not self.options["allow_fewer"]:
                 raise ValueError(
                     f"dataset {self.name!r}: only {len(pool)} {self.options['from_split']} studies qualify for "
-                    f"{name!r}, {per_class} asked (options.per_class)"
+                    f"{name!r}, {per_class} asked (options.per_class; options.allow_fewer: true takes them all)"
                 )
+            take = min(per_class, len(pool))
+            if take < per_class:
+                log.warning("%s: %s has %d qualifying %s studies, fewer than per_class=%d: all taken",
+                            self.name, name, take, self.options["from_split"], per_class)
             rng = np.random.default_rng([int(self.options["seed"]), index])
-            chosen.update(pool[i] for i in sorted(rng.choice(len(pool), per_class, replace=False)))
+            chosen.update(pool[i] for i in sorted(rng.choice(len(pool), take, replace=False)))
         return chosen
 
     def _report_text(self, image: Mapping[str, Any]) -> tuple[str | None, str | None]:

@@ -77,6 +77,13 @@ class Adapter(DatasetAdapter):
     def raw_files(self) -> dict[str, str]:
         return {"labels": self.options["labels"]}
 
+    def raw_headers(self) -> dict[str, tuple[str, ...]]:
+        """``ImageId`` and ``EncodedPixels``, stripped (the real file writes the second with a leading space)."""
+        return {"labels": tuple(name.strip() for name in HEADER)}
+
+    def image_dirs(self) -> tuple[str, ...]:
+        return (self.options["images"],)
+
     def read(self) -> Parsed:
         images, rejects = _read_rows(raw_path(self, "labels"), self.options["labels"])
         n_input = len(images) + len(rejects)
