@@ -17,7 +17,7 @@ from imitate.shards.writer import write_shards
 HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
           "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
 XRV = importlib.util.find_spec("torchxrayvision")  # its wheel (test extra) ships the real file; not imported
-REAL_ENTRY = Path(XRV.origin).parent / "data" / "Data_Entry_2017_v2020.csv.gz" if XRV else None
+REAL_ENTRY = Path(XRV.origin).parent / "data" / "Data_Entry_2017_v2020.csv.gz"
 
 
 def _adapter(root: Path, **options) -> Adapter:
@@ -145,7 +145,6 @@ def test_demo_is_deterministic(demo_root, tmp_path):
     assert (tmp_path / "again" / first.relative_to(demo_root)).read_bytes() == first.read_bytes()
 
 
-@pytest.mark.skipif(REAL_ENTRY is None, reason="needs torchxrayvision (test extra)")
 def test_real_data_entry_labels(tmp_path):
     text = gzip.decompress(REAL_ENTRY.read_bytes()).decode()
     (tmp_path / "Data_Entry_2017_v2020.csv").write_text(text)

@@ -39,3 +39,16 @@ def test_too_few_candidates_is_a_clear_error(demo_root):
     adapter = load_adapter("m", {"adapter": "mimic_5x200", "root": demo_root, "options": {"per_class": 500}})
     with pytest.raises(ValueError, match=r"only \d+ test studies qualify for 'Atelectasis', 500 asked"):
         adapter.read()
+
+
+
+def test_allow_fewer_takes_every_candidate_of_a_short_class(demo_root):
+    def read(options):
+        return load_adapter("m", {"adapter": "mimic_5x200", "root": demo_root, "options": options}).read()
+
+    drawn = read({"per_class": 4})
+    not_selected = [r for r in drawn.rejects.to_pylist() if r["reason"] == "not_selected"]
+    everything = read({"per_class": 500, "allow_fewer": True})
+    assert everything.records.num_rows == drawn.records.num_rows + len(not_selected)
+    assert "not_selected" not in {r["reason"] for r in everything.rejects.to_pylist()}
+    assert everything.records.num_rows + everything.rejects.num_rows == everything.n_input

@@ -17,7 +17,7 @@ from imitate.shards.writer import write_shards
 HEADER = "patientId,x,y,width,height,Target\n"
 # The torchxrayvision wheel (test extra) ships the real label file; found without importing it (it loads torch).
 XRV = importlib.util.find_spec("torchxrayvision")
-REAL_LABELS = Path(XRV.origin).parent / "data" / "kaggle_stage_2_train_labels.csv.zip" if XRV else None
+REAL_LABELS = Path(XRV.origin).parent / "data" / "kaggle_stage_2_train_labels.csv.zip"
 
 
 def _adapter(root: Path) -> Adapter:
@@ -120,7 +120,6 @@ def test_demo_is_deterministic(demo_root, tmp_path):
     assert (tmp_path / "again" / "stage_2_train_images" / first.name).read_bytes() == first.read_bytes()
 
 
-@pytest.mark.skipif(REAL_LABELS is None, reason="needs torchxrayvision (test extra)")
 def test_real_label_file_counts(tmp_path):
     with zipfile.ZipFile(REAL_LABELS) as archive:
         (tmp_path / "stage_2_train_labels.csv").write_bytes(archive.read("stage_2_train_labels.csv"))

@@ -19,7 +19,7 @@ from imitate.datasets.siim import Adapter, image_key
 from imitate.shards.writer import write_shards
 
 XRV = importlib.util.find_spec("torchxrayvision")  # its wheel (test extra) ships the real file; not imported
-REAL_RLE = Path(XRV.origin).parent / "data" / "siim-pneumothorax-train-rle.csv.gz" if XRV else None
+REAL_RLE = Path(XRV.origin).parent / "data" / "siim-pneumothorax-train-rle.csv.gz"
 
 
 def _adapter(root: Path) -> Adapter:
@@ -152,7 +152,6 @@ def test_demo_is_deterministic(demo_root, tmp_path):
     assert (tmp_path / "again" / first.relative_to(demo_root)).read_bytes() == first.read_bytes()
 
 
-@pytest.mark.skipif(REAL_RLE is None, reason="needs torchxrayvision (test extra)")
 def test_real_label_file_counts(tmp_path):
     (tmp_path / "train-rle.csv").write_bytes(gzip.decompress(REAL_RLE.read_bytes()))
     parsed = _adapter(tmp_path).read()
@@ -166,7 +165,6 @@ def test_real_label_file_counts(tmp_path):
     assert decode_rle(first, 1024, 1024).sum() == lengths
 
 
-@pytest.mark.skipif(REAL_RLE is None, reason="needs torchxrayvision (test extra)")
 def test_every_real_rle_row_decodes_inside_its_image():
     rows = list(csv.reader(io.StringIO(gzip.decompress(REAL_RLE.read_bytes()).decode())))[1:]
     masks = [value.strip() for _, value in rows if value.strip() != "-1"]

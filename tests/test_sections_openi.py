@@ -17,6 +17,7 @@ stay the only mismatch (1 of 7,910 compared sections, 0.013 %).
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import tarfile
 import textwrap
@@ -27,9 +28,8 @@ import pytest
 
 from imitate.sections.extract import extract_sections
 
-xrv = pytest.importorskip("torchxrayvision", reason="torchxrayvision (test extra) ships the Open-I reports")
-
-ARCHIVE = Path(xrv.__file__).parent / "data" / "NLMCXR_reports.tgz"
+# torchxrayvision (a test extra) ships the Open-I reports: located, not imported (that loads torch)
+ARCHIVE = Path(importlib.util.find_spec("torchxrayvision").origin).parent / "data" / "NLMCXR_reports.tgz"
 LABELS = ("INDICATION", "COMPARISON", "FINDINGS", "IMPRESSION")
 KNOWN_EXCEPTIONS: frozenset[tuple[int, str]] = frozenset({(2415, "impression")})
 
