@@ -99,6 +99,8 @@ def placeholder_world(tmp_path_factory) -> tuple[Path, dict]:
     weights.touch()
     (base / "my-run.yaml").write_text(text)
     (base / "work").mkdir()
+    # the demo's config.yaml where a user runs snakemake (the checkout): it must not be read
+    (base / "work" / "config.yaml").write_text(DEMO_CONFIG.read_text())
     return base, config
 
 
@@ -178,7 +180,7 @@ def rehearsal(tmp_path_factory) -> tuple[Path, dict, subprocess.CompletedProcess
     (base / "work").mkdir()
     before = tree_digest(base / "data")
     run = _snakemake(base / "work", "--configfile", str(base / "my-run.yaml"), str(base / "small.yaml"),
-                     "--scheduler", "greedy", env={"TORCH_HOME": str(base / "torch")})
+                     env={"TORCH_HOME": str(base / "torch")})
     if run.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in sorted((base / "work/logs").rglob("*.log")))
         pytest.fail(f"the rehearsal failed:\n{run.stderr[-4000:]}\n{logs[-8000:]}")
