@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from imitate.config import ConfigError, load_run_config
-from imitate.preflight import CHECKS, failed, format_table, format_tsv, run_preflight
+from imitate.preflight import CHECKS, FAIL, OK, SKIPPED, WARN, failed, format_table, format_tsv, run_preflight
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
         return 1
     rows = run_preflight(config, args.workdir.resolve(), args.skip)
     print(format_table(rows))
-    counts = {status: sum(row.status == status for row in rows) for status in ("FAIL", "warn", "ok", "skipped")}
+    counts = {status: sum(row.status == status for row in rows) for status in (FAIL, WARN, OK, SKIPPED)}
     print("preflight: " + ", ".join(f"{n} {status}" for status, n in counts.items() if n))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
