@@ -14,6 +14,8 @@ for _name in used_datasets():
                 dataset_raw_files(_name),
             log:
                 f"logs/datasets/{_name}/demo.log",
+            benchmark:
+                f"results/benchmarks/datasets/{_name}/demo.tsv",
             params:
                 code=code_of("dataset_demo"),
                 name=_name,
@@ -39,6 +41,8 @@ rule dataset:
         counts="results/datasets/{dataset}/counts.json",
     log:
         "logs/datasets/{dataset}/dataset.log",
+    benchmark:
+        "results/benchmarks/datasets/{dataset}/dataset.tsv",
     params:
         code=code_of("dataset"),
         run_id=RUN_ID,
@@ -62,6 +66,8 @@ rule dataset_shards:
         rejects="results/datasets/{dataset}/shards/rejects.parquet",
     log:
         "logs/datasets/{dataset}/shards.log",
+    benchmark:
+        "results/benchmarks/datasets/{dataset}/shards.tsv",
     params:
         code=code_of("shards"),
         run_id=RUN_ID,

@@ -10,6 +10,8 @@ if config["data"]["source"] == "demo":
             reports=directory(raw("reports")),
         log:
             "logs/demo_data.log",
+        benchmark:
+            "results/benchmarks/demo_data.tsv",
         params:
             code=code_of("demo_data"),
             demo=config["demo"],

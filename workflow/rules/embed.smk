@@ -8,6 +8,8 @@ rule embed:
         embeddings="results/embed/embeddings.parquet",
     log:
         "logs/embed.log",
+    benchmark:
+        "results/benchmarks/embed.tsv",
     params:
         code=code_of("embed"),
         run_id=RUN_ID,
@@ -33,6 +35,8 @@ rule embed_map:
         stats="results/embed/section_map.json",
     log:
         "logs/embed_map.log",
+    benchmark:
+        "results/benchmarks/embed_map.tsv",
     params:
         code=code_of("embed_map"),
         run_id=RUN_ID,

@@ -17,6 +17,8 @@ rule evaluate:
         task="|".join(t for t in TASKS if t not in DENSE_TASKS),
     log:
         "logs/evaluate/{task}/{dataset}/{method}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{task}/{dataset}/{method}.tsv",
     params:
         rule_name="evaluate",
         code=code_of("evaluate"),
@@ -72,6 +74,8 @@ rule tables:
         ),
     log:
         "logs/tables/{task}.log",
+    benchmark:
+        "results/benchmarks/tables/{task}.tsv",
     params:
         code=code_of("tables"),
         run_id=RUN_ID,
@@ -93,6 +97,8 @@ rule provenance_catalog:
         catalog="results/provenance.duckdb",
     log:
         "logs/provenance_catalog.log",
+    benchmark:
+        "results/benchmarks/provenance_catalog.tsv",
     params:
         code=code_of("catalog"),
     conda:

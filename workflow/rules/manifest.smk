@@ -13,6 +13,8 @@ rule manifest:
         counts="results/manifest/counts.json",
     log:
         "logs/manifest.log",
+    benchmark:
+        "results/benchmarks/manifest.tsv",
     params:
         code=code_of("manifest"),
         run_id=RUN_ID,

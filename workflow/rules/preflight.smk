@@ -9,6 +9,8 @@ rule preflight:
         "results/preflight.tsv",
     log:
         "logs/preflight.log",
+    benchmark:
+        "results/benchmarks/preflight.tsv",
     params:
         code=code_of("preflight"),
         configfiles=" ".join(f"--configfile {shlex.quote(str(f))}" for f in workflow.overwrite_configfiles),

@@ -16,6 +16,8 @@ rule pretrain:
         card="results/pretrain/model_card.json",
     log:
         "logs/pretrain.log",
+    benchmark:
+        "results/benchmarks/pretrain.tsv",
     params:
         code=code_of("pretrain"),
         run_id=RUN_ID,
@@ -41,6 +43,8 @@ rule loss_curve:
         png=report("results/pretrain/loss_curve.png", category="Pretraining", caption="../report/loss_curve.rst"),
     log:
         "logs/loss_curve.log",
+    benchmark:
+        "results/benchmarks/loss_curve.tsv",
     params:
         code=code_of("loss_curve"),
         run_id=RUN_ID,

@@ -9,6 +9,8 @@ rule sections:
         rejects="results/sections/rejects.parquet",
     log:
         "logs/sections.log",
+    benchmark:
+        "results/benchmarks/sections.tsv",
     params:
         code=code_of("sections"),
         run_id=RUN_ID,

@@ -9,6 +9,8 @@ rule shards:
         rejects="results/shards/rejects.parquet",
     log:
         "logs/shards.log",
+    benchmark:
+        "results/benchmarks/shards.tsv",
     params:
         code=code_of("shards"),
         root=DATA_ROOT,
