@@ -137,7 +137,7 @@ def _squares(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_augment_pairs_moves_each_mask_with_its_image():
     images, masks = _squares(64, seed=0)
-    moved_images, moved_masks = augment_pairs(images, masks, torch.Generator().manual_seed(1))
+    moved_images, moved_masks, drawn = augment_pairs(images, masks, torch.Generator().manual_seed(1))
     assert set(moved_masks.unique().tolist()) == {0.0, 1.0}
     inside = moved_masks.bool()
     # bilinear vs nearest at the same point: the nearest pixel weighs at least 1/4
@@ -147,6 +147,7 @@ def test_augment_pairs_moves_each_mask_with_its_image():
     images_kept = (moved_images == images).flatten(1).all(1)
     masks_kept = (moved_masks == masks).flatten(1).all(1)
     assert torch.equal(images_kept, masks_kept)  # one decision per pair
+    assert torch.equal(drawn, ~images_kept)  # and it is the one reported
     assert 20 <= int(images_kept.sum()) <= 44  # p = 0.5 of 64
     # the moved squares really moved: shifted, scaled or turned
     moved = ~masks_kept
@@ -165,9 +166,9 @@ def test_augment_pairs_is_seeded_and_keeps_undrawn_images():
     # a seed whose draws leave both images of a pair alone returns them unchanged
     none_drawn = 0
     for seed in range(40):
-        out_images, out_masks = augment_pairs(images[:2], masks[:2], torch.Generator().manual_seed(seed))
+        out_images, out_masks, drawn = augment_pairs(images[:2], masks[:2], torch.Generator().manual_seed(seed))
         if torch.equal(out_images, images[:2]):
-            assert torch.equal(out_masks, masks[:2])
+            assert torch.equal(out_masks, masks[:2]) and not drawn.any()
             none_drawn += 1
     assert 3 <= none_drawn <= 20  # about a quarter of 40
     with pytest.raises(ValueError, match="B x 1 x H x W"):

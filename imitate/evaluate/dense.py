@@ -27,11 +27,12 @@ from imitate.evaluate.dense_data import (
 )
 from imitate.evaluate.detection import DetectionSettings, detect
 from imitate.evaluate.encoders import Method, frozen_stages
-from imitate.evaluate.head_training import HeadSettings
+from imitate.evaluate.head_training import DEFAULT_CACHE_GIB, HeadSettings, stage_cache
 from imitate.evaluate.preview import write_preview
 from imitate.evaluate.rows import RunInfo, result_rows
 from imitate.evaluate.segmentation import SegmentationSettings, balanced_keys, segment
 from imitate.evaluate.shard_images import index_shard_images
+from imitate.models.yolo import HEAD_STAGES
 from imitate.shards.reader import shard_paths
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def head_settings(settings: Mapping[str, Any], device: str, seed: int) -> HeadSe
     return HeadSettings(epochs=settings["epochs"], patience=settings["patience"], lr=settings["lr"],
                         weight_decay=settings["weight_decay"], batch_size=settings["batch_size"],
                         input_size=settings["input_size"], workers=settings.get("workers", 0), device=device,
-                        seed=seed)
+                        seed=seed, cache_gib=settings.get("cache_gib", DEFAULT_CACHE_GIB))
 
 
 def _check_size(shards_manifest: Path, input_size: int, name: str) -> None:
@@ -86,11 +87,12 @@ def evaluate_dense(
 
     rows: list[dict[str, object]] = []
     shown = None
-    encoder = None
+    encoder = cache = None
     for seed in seeds:
+        head = head_settings(settings, device, seed)
         if encoder is None or method.is_random:
             encoder = frozen_stages(method, backbone, seed=seed, pretrained=weights).to(device)
-        head = head_settings(settings, device, seed)
+            cache = stage_cache(encoder, range(len(encoder.channels)) if segmentation else HEAD_STAGES, head)
         val, test = images(sorted(index["validate"]), "validate", seed), images(sorted(index["test"]), "test", seed)
         for fraction, keys in sorted(subset_keys.items()):
             missing = [k for k in keys if k not in index["train"]]
@@ -106,11 +108,15 @@ def evaluate_dense(
                 )
                 keys = balanced_keys(keys, lambda k: is_positive(targets[k]), task_settings.negatives_per_positive,
                                      dataset.facts.get("seed", 0))
-                result = segment(encoder, images(keys, "train", seed), val, test, task_settings, name=name)
+                result = segment(encoder, images(keys, "train", seed), val, test, task_settings, name=name,
+                                 cache=cache)
             else:
+                widths = settings.get("head_widths")
                 task_settings = DetectionSettings(head=head, conf_threshold=settings["conf_threshold"],
-                                                  nms_iou=settings["nms_iou"])
-                result = detect(encoder, images(keys, "train", seed), val, test, task_settings, name=name)
+                                                  nms_iou=settings["nms_iou"],
+                                                  head_widths=tuple(widths) if widths else None)
+                result = detect(encoder, images(keys, "train", seed), val, test, task_settings, name=name,
+                                cache=cache)
             log.info("%s: %s (best epoch %d)", name, result.metrics, result.best_epoch)
             rows += result_rows(info, fraction=fraction, seed=seed, metrics=result.metrics, n_train=result.n_train,
                                 n_test=result.n_test, best_epoch=result.best_epoch)

@@ -48,11 +48,11 @@ from torchvision.ops import nms
 
 from imitate.evaluate.dense_data import DenseImages
 from imitate.evaluate.dense_metrics import Detections, detection_metrics
-from imitate.evaluate.head_training import Batch, EpochLoss, HeadSettings, batches, fit_head
+from imitate.evaluate.head_training import EpochLoss, HeadSettings, fit_head, stage_cache
 from imitate.evaluate.runtime import autocast, deterministic_on_cpu, model_device
+from imitate.evaluate.stage_batches import StageBatch, StageBatches, StageCache
 from imitate.models.frozen import FrozenStages
-from imitate.models.yolo import DetectionModel, YoloHead
-from imitate.train.batch_augment import normalise
+from imitate.models.yolo import HEAD_STAGES, YoloHead
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,7 @@ class DetectionSettings:
     head: HeadSettings = field(default_factory=lambda: HeadSettings(input_size=224))
     conf_threshold: float = 0.5
     nms_iou: float = 0.5
+    head_widths: tuple[int, ...] | None = None  # YoloHead's block widths, finest first (None: YOLOv3's)
 
     def __post_init__(self) -> None:
         if not (0 <= self.conf_threshold <= 1 and 0 < self.nms_iou <= 1):
@@ -234,12 +235,6 @@ def decode_detections(
     return detections
 
 
-def _inputs(images: Tensor, device: torch.device) -> Tensor:
-    """uint8 B x 1 x S x S -> the encoder's normalised input on ``device``."""
-    x = normalise(images.to(device, non_blocking=True).float() / 255)
-    return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
-
-
 def detect(
     encoder: FrozenStages,
     train: DenseImages,
@@ -249,11 +244,14 @@ def detect(
     *,
     name: str,
     preview: int = 8,
+    cache: StageCache | None = None,
 ) -> DetectionResult:
     """Train a YOLOv3 head on ``encoder`` (frozen) with ``train`` / ``val``; score the best state on ``test``.
 
     The three sets must be built at ``settings.head.input_size`` with ``masks=False``. ``preview`` test images
-    come back with their boxes: the first by key among those with ground truth, then the others.
+    come back with their boxes: the first by key among those with ground truth, then the others. ``cache``
+    holds the encoder's outputs of images seen before (nothing is augmented, so the training images too);
+    without it one is made for this run.
     """
     size = settings.head.input_size
     for split, images in (("train", train), ("validate", val), ("test", test)):
@@ -264,20 +262,22 @@ def detect(
     if not len(test) or preview < 0:
         raise ValueError(f"{name}: detection needs test images and preview >= 0, got {len(test)} and {preview}")
     device = torch.device(settings.head.device)
+    cache = cache or stage_cache(encoder, HEAD_STAGES, settings.head)
     with torch.random.fork_rng(devices=[]):  # the head's initialisation, without touching the caller's RNG
         torch.manual_seed(settings.head.seed)
-        head = YoloHead(encoder.channels[1:])
-    model = DetectionModel(encoder, head).to(device)
+        head = YoloHead([encoder.channels[i] for i in HEAD_STAGES], widths=settings.head_widths).to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        head = head.to(memory_format=torch.channels_last)
     anchors = yolo_anchors(size).to(device)
 
-    def batch_loss(model: nn.Module, batch: Batch, generator: torch.Generator | None) -> Tensor:
-        images, _, boxes = batch
-        return detection_loss(model(_inputs(images, device)), boxes, anchors, size)
+    def head_loss(head: nn.Module, batch: StageBatch) -> Tensor:
+        stages, _, boxes = batch
+        return detection_loss(head(stages), boxes, anchors, size)
 
-    fit = fit_head(model, batch_loss, train, val, settings.head, augment=False, name=name)
-    predictions = _predict(model, test, anchors, settings)
+    with deterministic_on_cpu(device):
+        train_batches, val_batches, test_batches = (cache.batches(images) for images in (train, val, test))
+    fit = fit_head(head, head_loss, train_batches, val_batches, settings.head, name=name)
+    predictions = _predict(head, test_batches, anchors, settings)
     truths = [test.boxes(i) for i in range(len(test))]
     metrics = detection_metrics(predictions, truths)
     log.info("%s: best epoch %d, test %s", name, fit.best_epoch,
@@ -287,17 +287,17 @@ def detect(
 
 
 @torch.inference_mode()
-def _predict(model: nn.Module, images: DenseImages, anchors: Tensor, settings: DetectionSettings) -> list[Detections]:
-    """The detections of every image of ``images``, in order, in eval mode."""
-    model.eval()
-    device = model_device(model)
+def _predict(head: nn.Module, batches: StageBatches, anchors: Tensor, settings: DetectionSettings) -> list[Detections]:
+    """The detections of every image of ``batches``, in order, in eval mode."""
+    head.eval()
+    device = model_device(head)
     detections: list[Detections] = []
     with deterministic_on_cpu(device):
-        for batch, _, _ in batches(images, settings.head, 0, shuffle=False):
+        for stages, _, _ in batches.epoch(0, shuffle=False):
             with autocast(device):
-                maps = model(_inputs(batch, device))
-            detections += decode_detections(maps, anchors, images.size, conf_threshold=settings.conf_threshold,
-                                            nms_iou=settings.nms_iou)
+                maps = head(stages)
+            detections += decode_detections(maps, anchors, settings.head.input_size,
+                                            conf_threshold=settings.conf_threshold, nms_iou=settings.nms_iou)
     return detections
 
 

@@ -3,33 +3,32 @@
 The paper's dense protocol (§IV-B, segmentation and detection): AdamW lr 5e-4, weight decay 1e-6, up to
 50 epochs, stopping once the validation loss has not decreased for 10 epochs ("steps" in the paper; we
 read it as epochs, as MGCA's EarlyStopping does). The state of the epoch with the lowest validation loss
-(the earliest on ties) is the one tested. Only parameters with ``requires_grad`` are optimised, so the
-encoder stays as loaded.
+(the earliest on ties) is the one tested.
 
-The loss of a batch is the task's (:data:`BatchLoss`): it gets the model, the batch and, in training,
-a generator for the batch's augmentation on the device (None in validation). Epoch order and
-augmentation are drawn from the seed, so a CPU run is repeatable.
+The head sees the encoder's stage outputs (:mod:`imitate.evaluate.stage_batches`), so only the head is
+optimised and saved, and the encoder stays as loaded. The loss of a batch is the task's
+(:data:`HeadLoss`). Epoch order and augmentation are drawn from the seed, so a CPU run is repeatable.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from imitate.evaluate.dense_data import DenseImages, collate_dense
-from imitate.evaluate.runtime import autocast, deterministic_on_cpu, model_device
-from imitate.evaluate.shard_images import epoch_loader
+from imitate.evaluate.runtime import autocast, deterministic_on_cpu
+from imitate.evaluate.stage_batches import StageBatch, StageBatches, StageCache
+from imitate.models.frozen import FrozenStages
 
 log = logging.getLogger(__name__)
 
-Batch = tuple[Tensor, Tensor, list[Tensor]]
-BatchLoss = Callable[[nn.Module, Batch, "torch.Generator | None"], Tensor]
+HeadLoss = Callable[[nn.Module, StageBatch], Tensor]
+DEFAULT_CACHE_GIB = 4.0
 
 
 @dataclass(frozen=True)
@@ -45,10 +44,13 @@ class HeadSettings:
     workers: int = 0
     device: str = "cpu"
     seed: int = 0
+    cache_gib: float = DEFAULT_CACHE_GIB  # stage outputs kept per encoder (imitate.evaluate.stage_batches)
 
     def __post_init__(self) -> None:
         if min(self.epochs, self.patience, self.batch_size) < 1 or self.input_size < 32 or self.workers < 0:
             raise ValueError(f"need epochs, patience, batch_size >= 1, input_size >= 32, workers >= 0: {self}")
+        if not self.cache_gib >= 0:
+            raise ValueError(f"cache_gib must be >= 0, got {self.cache_gib}")
         if torch.device(self.device).type not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
 
@@ -71,66 +73,62 @@ class FitResult:
     history: tuple[EpochLoss, ...]
 
 
-def batches(images: DenseImages, settings: HeadSettings, epoch: int, *, shuffle: bool) -> torch.utils.data.DataLoader:
-    """One epoch of ``images`` in batches (a seeded permutation when ``shuffle``)."""
-    return epoch_loader(images, epoch=epoch, batch_size=settings.batch_size, workers=settings.workers,
-                        shuffle=shuffle, pin_memory=torch.device(settings.device).type == "cuda",
-                        collate_fn=collate_dense)
+def stage_cache(encoder: FrozenStages, stages: Iterable[int], settings: HeadSettings) -> StageCache:
+    """A cache of ``encoder``'s ``stages`` for a head trained with ``settings`` (its batch, device, budget)."""
+    return StageCache(encoder, tuple(stages), batch_size=settings.batch_size, device=settings.device,
+                      budget_bytes=int(settings.cache_gib * 2**30), workers=settings.workers)
 
 
 def fit_head(
-    model: nn.Module,
-    batch_loss: BatchLoss,
-    train: DenseImages,
-    val: DenseImages,
+    head: nn.Module,
+    head_loss: HeadLoss,
+    train: StageBatches,
+    val: StageBatches,
     settings: HeadSettings,
     *,
-    augment: bool,
     name: str,
 ) -> FitResult:
-    """Train ``model``'s trainable parameters on ``train``; leave it holding the best validation state."""
+    """Train ``head``'s trainable parameters on ``train``; leave it holding the best validation state."""
     if len(train) < 2 or len(val) < 1:
         raise ValueError(f"{name}: needs at least 2 training and 1 validation images, got {len(train)} and {len(val)}")
     device = torch.device(settings.device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    trainable = [p for p in head.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
     history: list[EpochLoss] = []
     best_state, best = None, (math.inf, 0)
     with deterministic_on_cpu(device):
         for epoch in range(1, settings.epochs + 1):
-            generator = None
-            if augment:
-                epoch_seed = int(np.random.SeedSequence([settings.seed, epoch]).generate_state(1)[0])
-                generator = torch.Generator(device=device).manual_seed(epoch_seed)
-            train_loss = _train_epoch(model, batch_loss, batches(train, settings, epoch, shuffle=True), optimizer,
-                                      generator)
-            val_loss = validation_loss(model, batch_loss, val, settings)
+            epoch_seed = int(np.random.SeedSequence([settings.seed, epoch]).generate_state(1)[0])
+            generator = torch.Generator(device=device).manual_seed(epoch_seed)  # used only by augmented batches
+            train_loss = _train_epoch(head, head_loss, train.epoch(epoch, shuffle=True, generator=generator),
+                                      optimizer, device)
+            val_loss = validation_loss(head, head_loss, val, device)
             history.append(EpochLoss(epoch, train_loss, val_loss))
             log.info("%s epoch %d: train loss %.4f, validation loss %.4f", name, epoch, train_loss, val_loss)
             if val_loss < best[0]:
                 best = (val_loss, epoch)
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().to("cpu", copy=True) for k, v in head.state_dict().items()}
             elif epoch - best[1] >= settings.patience:
                 log.info("%s: no better validation loss for %d epochs, stopping", name, settings.patience)
                 break
     if best_state is None:
         raise RuntimeError(f"{name}: the validation loss was never finite (diverged?)")
-    model.load_state_dict(best_state)
+    head.load_state_dict(best_state)
     return FitResult(best[1], best[0], tuple(history))
 
 
 def _train_epoch(
-    model: nn.Module,
-    batch_loss: BatchLoss,
-    loader: torch.utils.data.DataLoader,
+    head: nn.Module,
+    head_loss: HeadLoss,
+    batches: Iterator[StageBatch],
     optimizer: torch.optim.Optimizer,
-    generator: torch.Generator | None,
+    device: torch.device,
 ) -> float:
-    model.train()
+    head.train()
     total, count = 0.0, 0
-    for batch in loader:
-        with autocast(model_device(model)):
-            loss = batch_loss(model, batch, generator)
+    for batch in batches:
+        with autocast(device):
+            loss = head_loss(head, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -140,11 +138,11 @@ def _train_epoch(
 
 
 @torch.no_grad()
-def validation_loss(model: nn.Module, batch_loss: BatchLoss, images: DenseImages, settings: HeadSettings) -> float:
+def validation_loss(head: nn.Module, head_loss: HeadLoss, images: StageBatches, device: torch.device) -> float:
     """The mean loss per batch of ``images``, in eval mode, without augmentation."""
-    model.eval()
+    head.eval()
     losses = []
-    for batch in batches(images, settings, 0, shuffle=False):
-        with autocast(model_device(model)):
-            losses.append(float(batch_loss(model, batch, None)))
+    for batch in images.epoch(0, shuffle=False):
+        with autocast(device):
+            losses.append(float(head_loss(head, batch)))
     return float(np.mean(losses)) if losses else math.inf

@@ -38,11 +38,11 @@ from torch import Tensor, nn
 
 from imitate.evaluate.dense_data import DenseImages
 from imitate.evaluate.dense_metrics import DiceAccumulator
-from imitate.evaluate.head_training import Batch, EpochLoss, HeadSettings, batches, fit_head
+from imitate.evaluate.head_training import EpochLoss, HeadSettings, fit_head, stage_cache
 from imitate.evaluate.runtime import autocast, deterministic_on_cpu, model_device
+from imitate.evaluate.stage_batches import StageBatch, StageBatches, StageCache
 from imitate.models.frozen import FrozenStages
-from imitate.models.unet import DECODER_CHANNELS, SegmentationModel, UNetDecoder
-from imitate.train.batch_augment import normalise
+from imitate.models.unet import DECODER_CHANNELS, UNetDecoder
 
 log = logging.getLogger(__name__)
 
@@ -124,13 +124,13 @@ def segmentation_loss(logits: Tensor, target: Tensor, alpha: float = 10.0) -> Te
 # ---------------------------------------------------------------- augmentation
 
 
-def augment_pairs(images: Tensor, masks: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def augment_pairs(images: Tensor, masks: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """MGCA's ShiftScaleRotate on float B x 1 x H x W images and masks, the same affine for both.
 
     With p = ``AUGMENT_P`` per image: a shift up to ±``SHIFT_LIMIT`` of each side, a scale in
     1 ± ``SCALE_LIMIT`` and a rotation within ±``ROTATION_DEGREES`` about the centre; images bilinear,
     masks nearest, zeros outside. Every draw comes from ``generator`` (on the images' device); images not
-    drawn come back unchanged.
+    drawn come back unchanged. Returns the images, the masks and which images were drawn (bool B).
     """
     if images.ndim != 4 or images.shape[1] != 1 or masks.shape != images.shape:
         raise ValueError(f"augment_pairs: expected images and masks of one shape B x 1 x H x W, "
@@ -145,7 +145,7 @@ def augment_pairs(images: Tensor, masks: Tensor, generator: torch.Generator) -> 
     scale = 1 + uniform(SCALE_LIMIT)
     angle = uniform(math.radians(ROTATION_DEGREES))
     if not bool(drawn.any()):
-        return images, masks
+        return images, masks, drawn
     with torch.autocast(device.type, enabled=False):  # the geometry in float32 under the caller's bf16 autocast
         images, masks = images.float(), masks.float()
         grid = F.affine_grid(_sampling_affine(shift, scale, angle, images.shape[-2:]), list(images.shape),
@@ -153,7 +153,7 @@ def augment_pairs(images: Tensor, masks: Tensor, generator: torch.Generator) -> 
         moved_images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         moved_masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     keep = drawn[:, None, None, None]
-    return torch.where(keep, moved_images, images), torch.where(keep, moved_masks, masks)
+    return torch.where(keep, moved_images, images), torch.where(keep, moved_masks, masks), drawn
 
 
 def _sampling_affine(shift: Tensor, scale: Tensor, angle: Tensor, size: torch.Size) -> Tensor:
@@ -213,11 +213,14 @@ def segment(
     *,
     name: str,
     preview: int = 8,
+    cache: StageCache | None = None,
 ) -> SegmentationResult:
     """Train a U-Net decoder on ``encoder`` with ``train`` (early stopping on ``val``), Dice on ``test``.
 
     The images must carry masks (``DenseImages(masks=True)``) at ``settings.head.input_size``. ``preview``
     test images come back for drawing: the first by key among those with a lesion, then the others.
+    ``cache`` holds the encoder's outputs of images seen before (e.g. the same validation set for every
+    subset); without it one is made for this run.
     """
     head = settings.head
     stride = encoder.reductions[-1]
@@ -231,63 +234,49 @@ def segment(
             raise ValueError(f"{name}: the {split} images are {images.size} px, the settings' input_size "
                              f"is {head.input_size}")
     device = torch.device(head.device)
+    cache = cache or stage_cache(encoder, range(len(encoder.channels)), head)
     with torch.random.fork_rng(devices=[]):  # the decoder's initialisation, without touching the caller's RNG
         torch.manual_seed(head.seed)
-        decoder = UNetDecoder(encoder.channels, settings.decoder_channels)
-    model = SegmentationModel(encoder, decoder).to(device)
+        decoder = UNetDecoder(encoder.channels, settings.decoder_channels).to(device)
     if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        decoder = decoder.to(memory_format=torch.channels_last)
 
-    def batch_loss(model: nn.Module, batch: Batch, generator: torch.Generator | None) -> Tensor:
-        images, masks, _ = batch
-        device = model_device(model)
-        x = _unit_float(images, device)
-        y = masks.to(device, non_blocking=True)[:, None].float()
-        if generator is not None:
-            x, y = augment_pairs(x, y, generator)
-        return segmentation_loss(model(_model_input(x)).float(), y, settings.alpha)
+    def head_loss(decoder: nn.Module, batch: StageBatch) -> Tensor:
+        stages, masks, _ = batch
+        return segmentation_loss(decoder(stages).float(), masks, settings.alpha)
 
-    fit = fit_head(model, batch_loss, train, val, head, augment=settings.augment, name=name)
     with deterministic_on_cpu(device):
-        metrics, shown = _test(model, test, settings, preview)
+        train_batches = cache.batches(train, augment=augment_pairs if settings.augment else None)
+        val_batches, test_batches = cache.batches(val), cache.batches(test)
+    fit = fit_head(decoder, head_loss, train_batches, val_batches, head, name=name)
+    with deterministic_on_cpu(device):
+        metrics, shown = _test(decoder, test_batches, test, settings, preview)
     log.info("%s: best epoch %d, test %s", name, fit.best_epoch,
              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return SegmentationResult(metrics, fit.best_epoch, len(train), len(test), fit.history, shown)
 
 
-def _unit_float(images: Tensor, device: torch.device) -> Tensor:
-    """uint8 B x 1 x S x S -> float [0, 1] on ``device``."""
-    return images.to(device, non_blocking=True).float().div_(255.0)
-
-
-def _model_input(x: Tensor) -> Tensor:
-    """[0, 1] B x 1 x S x S -> the encoder's normalised three channels (channels_last on CUDA)."""
-    x = normalise(x)
-    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cuda" else x
-
-
 @torch.inference_mode()
 def _test(
-    model: nn.Module, test: DenseImages, settings: SegmentationSettings, preview: int
+    decoder: nn.Module, batches: StageBatches, test: DenseImages, settings: SegmentationSettings, preview: int
 ) -> tuple[dict[str, float], tuple[PreviewImage, ...]]:
     """Dice of the thresholded predictions on ``test``, and the preview images (positives first, by key)."""
-    model.eval()
-    device = model_device(model)
+    decoder.eval()
     accumulator = DiceAccumulator()
     candidates: dict[bool, list[PreviewImage]] = {True: [], False: []}  # by "has a lesion"; each sorted by key
     start = 0
-    for images, masks, _ in batches(test, settings.head, 0, shuffle=False):
-        with autocast(device):
-            logits = model(_model_input(_unit_float(images, device)))
+    for stages, masks, _ in batches.epoch(0, shuffle=False):
+        with autocast(model_device(decoder)):
+            logits = decoder(stages)
         predicted = (torch.sigmoid(logits.float()[:, 0]) > settings.threshold).cpu().numpy()
-        truth = masks.numpy().astype(bool)
+        truth = masks[:, 0].cpu().numpy().astype(bool)
         accumulator.add(predicted, truth)
         for offset in range(len(truth) if preview else 0):
             key = test.keys[start + offset]
             shown = candidates[bool(truth[offset].any())]
             if len(shown) < preview or key < shown[-1].key:
-                shown.append(PreviewImage(key, images[offset, 0].numpy().copy(), truth[offset].copy(),
-                                          predicted[offset].copy()))
+                image = test[(0, start + offset)][0][0].numpy()
+                shown.append(PreviewImage(key, image, truth[offset].copy(), predicted[offset].copy()))
                 shown.sort(key=lambda p: p.key)
                 del shown[preview:]
         start += len(truth)

@@ -119,10 +119,17 @@ def epoch_loader(
     ``images`` takes ``(epoch, i)`` items and has a ``seed`` (e.g. :class:`LabelledImages`). A shuffled
     epoch leaves out a last batch of one image, on which BatchNorm cannot train.
     """
-    n = len(images)
-    order = np.random.default_rng([images.seed, epoch]).permutation(n).tolist() if shuffle else list(range(n))
-    batches = [[(epoch, i) for i in order[start:start + batch_size]] for start in range(0, n, batch_size)]
-    if shuffle and batches and len(batches[-1]) == 1:
-        batches.pop()
+    batches = [[(epoch, i) for i in rows] for rows in epoch_batches(len(images), images.seed, epoch, batch_size,
+                                                                  shuffle=shuffle)]
     return DataLoader(images, batch_sampler=batches, num_workers=workers, pin_memory=pin_memory,
                       collate_fn=collate_fn)
+
+
+def epoch_batches(n: int, seed: int, epoch: int, batch_size: int, *, shuffle: bool) -> list[list[int]]:
+    """The item indices of each batch of one epoch: in order, or a permutation drawn from ``(seed, epoch)``
+    without a last batch of one image when ``shuffle`` (BatchNorm cannot train on one image)."""
+    order = np.random.default_rng([seed, epoch]).permutation(n).tolist() if shuffle else list(range(n))
+    batches = [order[start:start + batch_size] for start in range(0, n, batch_size)]
+    if shuffle and batches and len(batches[-1]) == 1:
+        batches.pop()
+    return batches

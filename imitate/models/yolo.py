@@ -10,6 +10,7 @@ finer stage, which feeds that level's block.
 Widths: YOLOv3's blocks are 512, 256 and 128 wide at strides 32, 16 and 8 (half of Darknet's 1024, 512
 and 256 channels there). Here a block is half as wide as its stage's channels, capped at YOLOv3's width:
 resnet50 (2048, 1024, 512 channels) gets YOLOv3's head exactly, resnet18 (512, 256, 128) a half-width one.
+``widths`` sets them explicitly (finest first), e.g. a narrower head that a CPU can train in minutes.
 
 Outputs: one class, so each anchor predicts ``(tx, ty, tw, th, objectness)``; YOLOv3's class scores are
 dropped, since a single class's score would only repeat the objectness. The objectness bias starts at
@@ -30,6 +31,7 @@ from imitate.models.frozen import FrozenStages
 YOLOV3_WIDTHS = (128, 256, 512)  # detection block widths at strides 8, 16, 32
 BOX_OUTPUTS = 5  # tx, ty, tw, th, objectness
 OBJECTNESS_PRIOR = 0.01
+HEAD_STAGES = (1, 2, 3)  # the encoder outputs the head takes: layer2, layer3, layer4
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
@@ -66,13 +68,18 @@ class YoloHead(nn.Module):
     ``B x anchors_per_level x 5 x H x W`` with ``(tx, ty, tw, th, objectness)`` on the third axis.
     """
 
-    def __init__(self, in_channels: Sequence[int], anchors_per_level: int = 3) -> None:
+    def __init__(
+        self, in_channels: Sequence[int], anchors_per_level: int = 3, widths: Sequence[int] | None = None
+    ) -> None:
         super().__init__()
         if len(in_channels) != 3 or min(in_channels) < 2 or anchors_per_level < 1:
             raise ValueError(f"YoloHead needs three stages' channels (>= 2 each) and >= 1 anchor per level, "
                              f"got {list(in_channels)} and {anchors_per_level}")
+        if widths is not None and (len(widths) != 3 or min(widths) < 1):
+            raise ValueError(f"YoloHead widths must be three positive block widths, got {list(widths)}")
         self.anchors_per_level = anchors_per_level
-        widths = [min(c // 2, cap) for c, cap in zip(in_channels, YOLOV3_WIDTHS, strict=True)]
+        if widths is None:
+            widths = [min(c // 2, cap) for c, cap in zip(in_channels, YOLOV3_WIDTHS, strict=True)]
         outputs = anchors_per_level * BOX_OUTPUTS
         # built coarsest first, as they run: level i > 0 also takes the upsampled features of level i - 1
         self.levels = nn.ModuleList([_Level(in_channels[2], widths[2], outputs)])
@@ -113,4 +120,5 @@ class DetectionModel(nn.Module):
 
     def forward(self, x: Tensor) -> list[Tensor]:
         """Raw maps (B x A x 5 x H x W), finest (stride 8) first."""
-        return self.head(self.encoder(x)[1:])
+        stages = self.encoder(x)
+        return self.head([stages[i] for i in HEAD_STAGES])
