@@ -59,12 +59,13 @@ def root_from_output(wildcards, output):
     return data_root_of(output.metadata)
 
 
-def settings(*keys):
-    """The resolved config block at `keys` as JSON: a rule param, so any change reruns the rule."""
+def settings(*keys, scheduling=()):
+    """The resolved config block at `keys` as JSON, less its `scheduling` keys (how many cores, not what is
+    computed): a rule param, so any other change reruns the rule."""
     block = config
     for key in keys:
         block = block[key]
-    return json.dumps(block, sort_keys=True)
+    return json.dumps({k: v for k, v in block.items() if k not in scheduling}, sort_keys=True)
 
 
 def image_tree_args():

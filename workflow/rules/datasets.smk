@@ -73,7 +73,8 @@ rule dataset_shards:
         run_id=RUN_ID,
         entry=dataset_params,
         cfg=config["shards"],
-    threads: 2
+    # a demo copy is a few hundred images: one process, so that it fits beside a one-thread pretraining job
+    threads: lambda wildcards: 1 if is_demo_dataset(wildcards.dataset) else 8
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -18,6 +18,7 @@ rule embed:
         # the Find&Imp alignment (Table IX) trains on whole-report embeddings
         report="--report" if config["pretrain"]["alignment"] == "concat" else "",
     threads: 2
+    priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -61,6 +61,7 @@ use rule evaluate as evaluate_dense with:
         backbone=config["model"]["backbone"],
         weights_file=lambda wildcards, input: f"--weights-file {input.weights}" if input.weights else "",
         preview=lambda wildcards, output: f"--preview {output.preview}",
+    priority: 1  # the longest evaluations first, so that no core idles at the end
 
 
 rule tables:

@@ -23,6 +23,8 @@ rule manifest:
         views=" ".join(shlex.quote(v) for v in config["manifest"]["views"]),
         min_tokens=config["manifest"]["min_tokens"],
         text_mode=config["manifest"].get("text_mode", "hierarchical"),
+    priority: 10  # the chain to pretraining runs first: every imitate result waits for it
+    threads: 2  # DuckDB's; also keeps the chain's jobs from interleaving with shorter ones
     conda:
         "../../envs/imitate.yaml"
     shell:

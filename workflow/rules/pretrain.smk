@@ -22,12 +22,13 @@ rule pretrain:
         code=code_of("pretrain"),
         run_id=RUN_ID,
         model=settings("model"),
-        pretrain=settings("pretrain"),
+        pretrain=settings("pretrain", scheduling=("threads",)),
         seed=config["seed"],
         launcher=pretrain_launcher,
-    threads: 2
+    threads: config["pretrain"]["threads"]
     resources:
         gpu=0,
+    priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"
     shell:

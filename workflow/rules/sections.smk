@@ -21,6 +21,7 @@ rule sections:
             else ""
         ),
     threads: 8
+    priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -18,6 +18,7 @@ rule shards:
         crop="--crop-nonzero" if config["shards"]["crop_nonzero"] else "",
         run_id=RUN_ID,
     threads: 8
+    priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"
     shell:
