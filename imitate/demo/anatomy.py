@@ -237,7 +237,7 @@ def _pneumothorax(certain: bool, rng: np.random.Generator) -> Pneumothorax:
 def _consolidation(certain: bool, rng: np.random.Generator) -> Consolidation:
     return Consolidation(
         lobe=str(rng.choice(LOBES, p=[0.15, 0.12, 0.28, 0.13, 0.1, 0.22])),
-        radius=float(rng.uniform(3.8, 5.5) if certain else rng.uniform(2.6, 3.4)),
+        radius=float(rng.uniform(5.0, 7.0) if certain else rng.uniform(2.6, 3.4)),
         density=float(rng.uniform(0.75, 0.95) if certain else rng.uniform(0.35, 0.45)),
         pneumonia=bool(rng.random() < 0.6),
         shape_seed=int(rng.integers(2**31)),
