@@ -137,7 +137,7 @@ def test_sampled_objects_are_inside_apart_visible_and_mostly_over_the_chest():
         boxes = [obj.box for obj in objects]
         for i, (x0, y0, x1, y1) in enumerate(boxes):
             assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
-            assert 0.07 * width <= max(x1 - x0, y1 - y0) <= 0.21 * width
+            assert 0.04 * width <= max(x1 - x0, y1 - y0) <= 0.16 * width
             for a0, b0, a1, b1 in boxes[i + 1:]:  # at least 2 pixels apart
                 assert a0 >= x1 + 2 or x0 >= a1 + 2 or b0 >= y1 + 2 or y0 >= b1 + 2
             centres.append(((x0 + x1) / 2 / width, (y0 + y1) / 2 / height))

@@ -41,15 +41,13 @@ class _Kind:
     density: tuple[float, float]
 
 
-# Sizes are at the large end of real films' objects, so that the demo's 128-px detection input shows
-# every object at least 10 pixels long (smaller ones leave a detector nothing to localise at that size).
 _KINDS: dict[str, _Kind] = {
-    "coin": _Kind("ellipse", (0.08, 0.14), (0.9, 1.0), (0.85, 0.95)),
-    "button": _Kind("ellipse", (0.08, 0.14), (0.85, 1.0), (0.6, 0.8)),  # with two or four holes
-    "clip": _Kind("rectangle", (0.11, 0.2), (0.25, 0.4), (0.85, 0.95)),
-    "card": _Kind("rectangle", (0.14, 0.2), (0.6, 0.75), (0.5, 0.65)),
-    "key": _Kind("polygon", (0.12, 0.2), (0.35, 0.55), (0.85, 0.95)),
-    "pendant": _Kind("polygon", (0.08, 0.16), (0.75, 1.0), (0.8, 0.95)),
+    "coin": _Kind("ellipse", (0.06, 0.10), (0.9, 1.0), (0.85, 0.95)),
+    "button": _Kind("ellipse", (0.06, 0.10), (0.85, 1.0), (0.6, 0.8)),  # with two or four holes
+    "clip": _Kind("rectangle", (0.08, 0.15), (0.25, 0.4), (0.85, 0.95)),
+    "card": _Kind("rectangle", (0.10, 0.15), (0.6, 0.75), (0.5, 0.65)),
+    "key": _Kind("polygon", (0.09, 0.15), (0.35, 0.55), (0.85, 0.95)),
+    "pendant": _Kind("polygon", (0.06, 0.12), (0.75, 1.0), (0.8, 0.95)),
 }
 KINDS: tuple[str, ...] = tuple(_KINDS)
 
@@ -78,7 +76,7 @@ class ForeignObject:
 def sample_objects(height: int, width: int, rng: np.random.Generator) -> list[ForeignObject]:
     """One to three objects of random kinds on a ``height`` x ``width`` film, inside it and apart.
 
-    Sizes are 8-20 % of the film's shorter side (at least 5 by 4 pixels), so they stay visible when
+    Sizes are 6-15 % of the film's shorter side (at least 5 by 4 pixels), so they stay visible when
     the film is shrunk. The first object is always placed; a later one is dropped if no free spot is
     found in a few tries.
     """
