@@ -76,9 +76,9 @@ def test_stored_batches_equal_encoding_each_batch(images):
         seen += rows
     # a seeded permutation of the 9 images in batches of 4, without the lone last one
     assert len(seen) == 8 and len(set(seen)) == 8
-    again = [_keys_of(images, boxes) for _, _, boxes in batches.epoch(3, shuffle=True)]
-    other = [_keys_of(images, boxes) for _, _, boxes in batches.epoch(4, shuffle=True)]
-    assert sum(again, []) == [images.keys[i] for i in seen] != sum(other, [])
+    again = [k for _, _, boxes in batches.epoch(3, shuffle=True) for k in _keys_of(images, boxes)]
+    other = [k for _, _, boxes in batches.epoch(4, shuffle=True) for k in _keys_of(images, boxes)]
+    assert again == [images.keys[i] for i in seen] != other
     in_order = [k for _, _, boxes in batches.epoch(0, shuffle=False) for k in _keys_of(images, boxes)]
     assert in_order == images.keys
 
