@@ -8,8 +8,8 @@ pass over the validation set per epoch instead of an encoder pass, and detection
 trains its head on stored features alone. Augmented training batches still go through the encoder,
 but only the images the augmentation drew (p = 0.5 in segmentation): the others are the stored inputs
 unchanged, so their stored outputs are used. Any set that would take the cache past its memory budget
-(segmentation at 512 px keeps ~16 MB of ResNet-50 features per image) is encoded batch by batch every
-epoch, as before.
+(segmentation at 512 px would keep ~30 MB of ResNet-50 features per image, half that in bf16) is
+encoded batch by batch every epoch, as before.
 
 A batch is ``(stages, masks, boxes)``: the kept stage outputs, the masks as float B x 1 x S x S (B x 1 x 0 x 0
 for detection) and each image's boxes in input pixels. Shuffled epochs use the permutation of
