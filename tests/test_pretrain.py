@@ -132,6 +132,8 @@ def test_config_from_the_repository_config_yaml():
     assert cfg.crop_size == config["pretrain"]["crop_size"] and cfg.epochs == config["pretrain"]["epochs"]
     assert cfg.loss.lam == config["pretrain"]["lambda"] and cfg.loss.tau_vv == config["pretrain"]["tau_vv"]
     assert cfg.loss.terms == TERMS and cfg.seed == config["seed"]
+    assert "threads" in config["pretrain"]  # the scheduler's, accepted and ignored: a rerun must not depend on it
+    assert config_from_settings(config["model"], {**config["pretrain"], "threads": 7}, config["seed"]) == cfg
     ablation = config_from_settings({}, {"loss_groups": ["vvh", "vlh"], "kernel": "laplacian"}, 1)
     assert ablation.loss.terms == ("vlh1", "vlh2", "vvh") and ablation.loss.kernel == "laplacian"
     with pytest.raises(ValueError, match=r"pretrain settings: unknown key\(s\) \['lamda'\]"):
