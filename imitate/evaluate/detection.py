@@ -262,7 +262,7 @@ def detect(
     if not len(test) or preview < 0:
         raise ValueError(f"{name}: detection needs test images and preview >= 0, got {len(test)} and {preview}")
     device = torch.device(settings.head.device)
-    cache = cache or stage_cache(encoder, HEAD_STAGES, settings.head)
+    cache = cache if cache is not None else stage_cache(encoder, HEAD_STAGES, settings.head)
     with torch.random.fork_rng(devices=[]):  # the head's initialisation, without touching the caller's RNG
         torch.manual_seed(settings.head.seed)
         head = YoloHead([encoder.channels[i] for i in HEAD_STAGES], widths=settings.head_widths).to(device)

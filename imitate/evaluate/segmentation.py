@@ -234,7 +234,7 @@ def segment(
             raise ValueError(f"{name}: the {split} images are {images.size} px, the settings' input_size "
                              f"is {head.input_size}")
     device = torch.device(head.device)
-    cache = cache or stage_cache(encoder, range(len(encoder.channels)), head)
+    cache = cache if cache is not None else stage_cache(encoder, range(len(encoder.channels)), head)
     with torch.random.fork_rng(devices=[]):  # the decoder's initialisation, without touching the caller's RNG
         torch.manual_seed(head.seed)
         decoder = UNetDecoder(encoder.channels, settings.decoder_channels).to(device)
