@@ -7,7 +7,7 @@ runs each dense job of the demo the way the workflow does (adapter demo files ->
 seed, the random-init encoder (no pretraining needed; the demo's tables hold it to the same bar) and
 the 100 % subset only. The floors are about half of what these reduced runs reach (``FLOORS``), far
 above the 0 of a head that learnt nothing, so a change to the demo's data, settings or heads that stops
-them learning fails here. (RSNA's detection is not here: the demo's own run holds it above 0.)
+them learning fails here. (RSNA's detection is not checked here; the demo's detection table shows it.)
 """
 
 from pathlib import Path
