@@ -15,6 +15,9 @@ CHECKOUT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = CHECKOUT / "workflow" / "schemas" / "config.schema.yaml"
 # The demo's configuration: used only when no config file is given (never merged under a real one).
 DEMO_CONFIG = CHECKOUT / "config.yaml"
+# pretrain: keys that say how many cores the job gets, not what it computes: never a rerun, never read
+# by the training loop
+PRETRAIN_SCHEDULING_KEYS = ("threads",)
 
 
 class ConfigError(ValueError):

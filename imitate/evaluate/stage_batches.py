@@ -26,11 +26,10 @@ from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
 
 from imitate.evaluate.dense_data import DenseImages, collate_dense
 from imitate.evaluate.runtime import autocast
-from imitate.evaluate.shard_images import epoch_batches
+from imitate.evaluate.shard_images import epoch_batches, epoch_loader
 from imitate.models.frozen import FrozenStages
 from imitate.train.batch_augment import normalise
 
@@ -144,17 +143,18 @@ class StageBatches:
 
     def epoch(self, epoch: int, *, shuffle: bool, generator: torch.Generator | None = None) -> Iterator[StageBatch]:
         """One epoch of batches, augmented when the set has an augmentation and ``generator`` is given."""
-        batches = epoch_batches(len(self.images), self.images.seed, epoch, self.cache.batch_size, shuffle=shuffle)
         augment = self.augment if generator is not None else None
         if self.stored and augment is None:
-            for rows in batches:
+            for rows in epoch_batches(len(self.images), self.images.seed, epoch, self.cache.batch_size,
+                                      shuffle=shuffle):
                 stages, masks = self.cache.gather([self.images.keys[i] for i in rows])
                 yield stages, masks, [torch.from_numpy(self.images.boxes(i)) for i in rows]
             return
         cache = self.cache
-        loader = DataLoader(self.images, batch_sampler=[[(epoch, i) for i in rows] for rows in batches],
-                            num_workers=cache.workers, pin_memory=cache.device.type == "cuda", collate_fn=collate_dense)
-        for rows, (images, masks, boxes) in zip(batches, loader, strict=True):
+        loader = epoch_loader(self.images, epoch=epoch, batch_size=cache.batch_size, workers=cache.workers,
+                              shuffle=shuffle, pin_memory=cache.device.type == "cuda", collate_fn=collate_dense)
+        for items, (images, masks, boxes) in zip(loader.batch_sampler, loader, strict=True):
+            rows = [i for _, i in items]
             unit, x = model_input(images, cache.device)
             masks = _masks(masks, cache.device)
             if augment is None:

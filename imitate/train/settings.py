@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from imitate.config import PRETRAIN_SCHEDULING_KEYS
 from imitate.losses import LossConfig, terms_from_groups
 from imitate.models import ModelConfig
 
@@ -45,9 +46,6 @@ class PretrainConfig:
     seed: int = 0
 
 
-SCHEDULING_KEYS = frozenset({"threads"})  # how many cores the workflow gives the job; nothing the loop reads
-
-
 def _check_keys(block: str, settings: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(settings) - allowed)
     if unknown:
@@ -59,11 +57,11 @@ def config_from_settings(model: Mapping[str, Any], pretrain: Mapping[str, Any], 
 
     The loss is set by ``lambda``, ``tau_vl``, ``tau_vv``, ``kernel``, ``target``, ``cicl``,
     ``alignment`` and ``loss_groups`` (Table VIII groups, e.g. ``[vvh, vlh]``) in the pretrain block;
-    :data:`SCHEDULING_KEYS` are accepted and ignored.
+    :data:`imitate.config.PRETRAIN_SCHEDULING_KEYS` are accepted and ignored.
     """
     loop_fields = {f.name for f in fields(PretrainConfig)} - {"model", "loss", "seed"}
     _check_keys("model", model, {f.name for f in fields(ModelConfig)} - {"text_dim"})
-    _check_keys("pretrain", pretrain, loop_fields | set(LOSS_KEYS) | {"loss_groups"} | SCHEDULING_KEYS)
+    _check_keys("pretrain", pretrain, loop_fields | set(LOSS_KEYS) | {"loss_groups"} | set(PRETRAIN_SCHEDULING_KEYS))
     model_cfg = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in model.items()})
     loss_kwargs: dict[str, Any] = {LOSS_KEYS[k]: v for k, v in pretrain.items() if k in LOSS_KEYS}
     if "loss_groups" in pretrain:

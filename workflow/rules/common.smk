@@ -11,7 +11,7 @@ from snakemake.utils import validate
 validate(config, "../schemas/config.schema.yaml")
 
 sys.path.insert(0, workflow.basedir)
-from imitate.config import config_hash  # noqa: E402  (this checkout, also under --sdm conda)
+from imitate.config import PRETRAIN_SCHEDULING_KEYS, config_hash  # noqa: E402  (this checkout, also under --sdm conda)
 from imitate.datasets import load_adapter  # noqa: E402
 from imitate.evaluate.rows import DENSE_TASKS, TASKS  # noqa: E402
 from imitate.evaluate.task_config import task_settings  # noqa: E402

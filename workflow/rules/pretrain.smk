@@ -22,7 +22,7 @@ rule pretrain:
         code=code_of("pretrain"),
         run_id=RUN_ID,
         model=settings("model"),
-        pretrain=settings("pretrain", scheduling=("threads",)),
+        pretrain=settings("pretrain", scheduling=PRETRAIN_SCHEDULING_KEYS),
         seed=config["seed"],
         launcher=pretrain_launcher,
     threads: config["pretrain"]["threads"]
