@@ -11,6 +11,8 @@ from conftest import TINY, run_snakemake
 
 from imitate.evaluate.rows import DENSE_TASKS
 
+TORCHRUN = "python -m torch.distributed.run"
+
 
 def test_tiny_workflow_writes_the_results_table(tiny_run):
     with open(tiny_run / "results/tables/linear_classification.csv") as fh:
@@ -124,21 +126,23 @@ def test_section_map_records_its_numbers(tiny_run):
 
 
 @pytest.mark.parametrize(
-    ("options", "launcher"),
+    ("overlay", "options", "launcher"),
     [
-        ([], "IMITATE_WILDCARDS= python -m imitate pretrain"),
-        (["--set-resources", "pretrain:gpu=4"], "python -m torch.distributed.run --nproc_per_node 4 --standalone -m"),
+        (None, [], "IMITATE_WILDCARDS= python -m imitate pretrain"),
+        (None, ["--set-resources", "pretrain:gpu=4"], f"{TORCHRUN} --nproc_per_node 4 --standalone -m"),
+        ("launch: {always_torchrun: true}\n", [], f"{TORCHRUN} --nproc_per_node 1 --standalone -m"),
         (
-            ["--set-resources", "pretrain:gpu=8", "--configfile", str(TINY), "TWO_NODES"],
+            "launch: {nnodes: 2, rdzv_endpoint: 'node1:29500'}\n",
+            ["--set-resources", "pretrain:gpu=8"],
             "--nproc_per_node 8 --nnodes 2 --rdzv-backend c10d --rdzv-endpoint node1:29500 --rdzv-id tiny -m imitate",
         ),
     ],
-    ids=["one-process", "one-node", "two-nodes"],
+    ids=["one-process", "one-node", "one-process-through-torchrun", "two-nodes"],
 )
-def test_pretrain_is_launched_with_one_process_per_gpu(tmp_path, options, launcher):
-    two_nodes = tmp_path / "two-nodes.yaml"  # a second config file, merged over the tiny one
-    two_nodes.write_text("launch: {nnodes: 2, rdzv_endpoint: 'node1:29500'}\n")
-    options = [str(two_nodes) if option == "TWO_NODES" else option for option in options]
+def test_pretrain_is_launched_with_one_process_per_gpu(tmp_path, overlay, options, launcher):
+    if overlay is not None:  # a second config file, merged over the tiny one
+        (tmp_path / "overlay.yaml").write_text(overlay)
+        options = [*options, "--configfile", str(TINY), str(tmp_path / "overlay.yaml")]
     run = run_snakemake(tmp_path, "--dry-run", "--printshellcmds", "--until", "pretrain", *options)
     assert run.returncode == 0, run.stderr[-3000:]
     assert launcher in run.stdout, run.stdout[-3000:]

@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
     record = stage_run(
         "pretrain",
         inputs=inputs,
-        settings={"model": model, "pretrain": settings, "world_size": ranks.world_size},
+        settings={"model": model, "pretrain": settings, "world_size": ranks.world_size, "torchrun": ranks.distributed},
         outputs=[out / name for name in OUTPUTS],
         run_id=args.run_id,
         seeds={"torch": seed},
@@ -86,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
         log.warning("%s", exc)
         return 128 + exc.signum
     finally:
-        if ranks.world_size > 1:
+        if ranks.distributed:
             torch.distributed.destroy_process_group()
     log.info(
         "pretrain: %d epochs, %d steps (%d skipped); best epoch %d, val loss %.4f",

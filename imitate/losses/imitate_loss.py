@@ -99,15 +99,17 @@ def gather_features(x: Tensor, rank: int, world_size: int) -> Tensor:
 class ImitateLoss(nn.Module):
     """The six terms of §III-E; ``forward`` takes exactly the keys of :class:`ImitateModel`'s output."""
 
-    def __init__(self, cfg: LossConfig, *, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, cfg: LossConfig, *, rank: int = 0, world_size: int = 1, gather: bool | None = None) -> None:
         super().__init__()
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
+        # features are gathered over the process group when there is one, also at world size 1
+        self.gather = world_size > 1 if gather is None else gather
         shared = {"lam": cfg.lam, "kernel": cfg.kernel, "target": cfg.target, "use_prior": cfg.cicl}
         self.vl = CICLoss(cfg.tau_vl, **shared)
         self.vv = CICLoss(cfg.tau_vv, **shared)
 
     def _gather(self, x: Tensor) -> Tensor:
-        if self.world_size == 1:
+        if not self.gather:
             return x
         if x.dtype == torch.bool:
             return gather_features(x.to(torch.uint8), self.rank, self.world_size).bool()

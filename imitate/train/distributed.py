@@ -1,19 +1,23 @@
 """One process per GPU under ``torchrun``: which rank this is, and the few collectives the loop needs.
 
-Without ``torchrun`` (no ``WORLD_SIZE`` in the environment, or 1) everything is a single process and
-no process group is created. Under ``torchrun`` the backend is NCCL on CUDA and gloo on the CPU (which
-is how the tests run two ranks on one machine).
+Without ``torchrun`` (no ``WORLD_SIZE`` in the environment) everything is a single process and no
+process group is created. Under ``torchrun`` there always is one, also with a single process: DDP and
+the loss's gathers then run at world size 1, which is how one GPU rehearses the multi-GPU path. The
+backend is NCCL on CUDA and gloo on the CPU (which is how the tests run two ranks on one machine).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -23,6 +27,7 @@ class Ranks:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    distributed: bool = False  # a process group exists (launched by torchrun), even at world size 1
 
     @property
     def is_main(self) -> bool:
@@ -31,14 +36,16 @@ class Ranks:
 
 
 def init_distributed(device: str) -> Ranks:
-    """Join the ``torchrun`` process group if there is one; on CUDA, pick this rank's GPU."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
+    """Join the process group when launched by ``torchrun``; on CUDA, pick this rank's GPU."""
+    if "WORLD_SIZE" not in os.environ:
         return Ranks()
-    ranks = Ranks(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    env = os.environ
+    ranks = Ranks(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", "0")), distributed=True)
     if device == "cuda":
         torch.cuda.set_device(ranks.local_rank)
-    dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    backend = "nccl" if device == "cuda" else "gloo"
+    dist.init_process_group(backend)
+    log.info("process group: rank %d of %d, backend %s", ranks.rank, ranks.world_size, backend)
     return ranks
 
 

@@ -47,7 +47,7 @@ def finite_or_none(value: float) -> float | None:
 class Trainer:
     """Model, loss, optimizer and schedule of one run, with its step and skip counters.
 
-    Under ``torchrun`` (``ranks.world_size > 1``) the model runs wrapped in DDP and the loss gathers
+    Under ``torchrun`` (``ranks.distributed``) the model runs wrapped in DDP and the loss gathers
     every rank's features, so the negatives and the correlation prior span the global batch; whether a
     step is skipped is agreed by all ranks, so they never diverge.
     """
@@ -67,13 +67,15 @@ class Trainer:
             backbone = self.model.backbone
             backbone.forward_features = torch.compile(backbone.forward_features)
         self.net: nn.Module = self.model
-        if self.ranks.world_size > 1:
+        if self.ranks.distributed:
             # ablations that switch terms off leave projectors unused: DDP must then not wait for them
             partial = set(cfg.loss.terms) != set(TERMS) or cfg.loss.alignment != "hierarchical"
             self.net = DistributedDataParallel(
                 self.model, device_ids=[self.ranks.local_rank] if self.cuda else None, find_unused_parameters=partial
             )
-        self.loss = ImitateLoss(cfg.loss, rank=self.ranks.rank, world_size=self.ranks.world_size)
+        self.loss = ImitateLoss(
+            cfg.loss, rank=self.ranks.rank, world_size=self.ranks.world_size, gather=self.ranks.distributed
+        )
         self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
         self.scheduler = warmup_cosine(self.optimizer, total_steps, cfg.warmup_fraction)
         self.step = 0

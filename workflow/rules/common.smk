@@ -187,14 +187,18 @@ def evaluate_params(wildcards):
 
 
 def pretrain_launcher(wildcards, resources):
-    """`python` for one process; torchrun (one process per GPU, across `launch.nnodes` machines) otherwise."""
-    gpus, nodes = int(resources.gpu), config["launch"]["nnodes"]
-    if gpus <= 1 and nodes == 1:
+    """`python` for one process; torchrun (one process per GPU, across `launch.nnodes` machines) otherwise.
+
+    `launch.always_torchrun` takes torchrun for one process too (the distributed path at world size 1).
+    """
+    gpus, launch = int(resources.gpu), config["launch"]
+    nodes = launch["nnodes"]
+    if gpus <= 1 and nodes == 1 and not launch["always_torchrun"]:
         return "python"
     torchrun = f"python -m torch.distributed.run --nproc_per_node {max(gpus, 1)}"
     if nodes == 1:
         return f"{torchrun} --standalone"
-    endpoint = config["launch"]["rdzv_endpoint"]
+    endpoint = launch["rdzv_endpoint"]
     if not endpoint:
         raise ValueError("launch.nnodes > 1 needs launch.rdzv_endpoint (host:port reachable from every node)")
     return f"{torchrun} --nnodes {nodes} --rdzv-backend c10d --rdzv-endpoint {endpoint} --rdzv-id {RUN_ID}"
