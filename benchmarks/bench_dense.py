@@ -27,12 +27,22 @@ from imitate.models.unet import DECODER_CHANNELS, SegmentationModel, UNetDecoder
 from imitate.models.yolo import DetectionModel, YoloHead
 
 
-def images_per_second(task: str, args: argparse.Namespace) -> tuple[float, float]:
-    """Images/s of ``args.steps`` training steps after ``args.warmup``, and the peak GPU memory in GiB."""
-    device = torch.device(args.device)
-    encoder = FrozenStages(ResNetBackbone(args.backbone))
+def images_per_second(
+    task: str,
+    *,
+    backbone: str,
+    size: int,
+    batch_size: int,
+    device: str,
+    warmup: int,
+    steps: int,
+    decoder_channels: tuple[int, ...] = DECODER_CHANNELS,
+) -> tuple[float, float]:
+    """Images/s of ``steps`` training steps after ``warmup``, and the peak GPU memory in GiB (NaN on CPU)."""
+    device = torch.device(device)
+    encoder = FrozenStages(ResNetBackbone(backbone))
     if task == "segmentation":
-        model = SegmentationModel(encoder, UNetDecoder(encoder.channels, tuple(args.decoder_channels)))
+        model = SegmentationModel(encoder, UNetDecoder(encoder.channels, tuple(decoder_channels)))
     else:
         model = DetectionModel(encoder, YoloHead(encoder.channels[1:]))
     model = model.to(device).train()
@@ -40,7 +50,7 @@ def images_per_second(task: str, args: argparse.Namespace) -> tuple[float, float
         model = model.to(memory_format=torch.channels_last)
         torch.cuda.reset_peak_memory_stats()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4, weight_decay=1e-6)
-    n, size = args.batch_size, args.size
+    n = batch_size
     x = torch.randn(n, 3, size, size, device=device)
     masks = (torch.rand(n, 1, size, size, device=device) > 0.9).float()
     side = size / 4
@@ -58,15 +68,15 @@ def images_per_second(task: str, args: argparse.Namespace) -> tuple[float, float
         loss.backward()
         optimizer.step()
 
-    for _ in range(args.warmup):
+    for _ in range(warmup):
         step()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
-    for _ in range(args.steps):
+    for _ in range(steps):
         step()
     sync()
-    rate = args.steps * n / (time.perf_counter() - start)
+    rate = steps * n / (time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     return rate, peak
 
@@ -88,7 +98,10 @@ def main() -> None:
     where = torch.cuda.get_device_name() if args.device == "cuda" else machine()
     print(f"{datetime.date.today()} {where}; {args.backbone}, input {args.size}, batch {args.batch_size}")
     for task in args.tasks:
-        rate, peak = images_per_second(task, args)
+        rate, peak = images_per_second(
+            task, backbone=args.backbone, size=args.size, batch_size=args.batch_size, device=args.device,
+            warmup=args.warmup, steps=args.steps, decoder_channels=tuple(args.decoder_channels),
+        )
         memory = f", peak {peak:.1f} GiB" if peak == peak else ""
         print(f"{task}: {rate:.1f} images/s{memory}")
 

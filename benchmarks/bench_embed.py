@@ -26,20 +26,25 @@ from pathlib import Path
 
 import pyarrow as pa
 import torch
-import torchxrayvision as xrv
 from common import machine
 
 from imitate.text.embed import EmbedSettings, embed_sections, normalise
 from imitate.text.encoder import load_encoder
 
 MIMIC_STUDIES = 213_384
-ARCHIVE = Path(xrv.__file__).parent / "data" / "NLMCXR_reports.tgz"
 
 
-def open_i_sections() -> pa.Table:
+def open_i_archive() -> Path:
+    """The Open-I reports archive inside the installed ``torchxrayvision`` package."""
+    import torchxrayvision as xrv  # a test extra; the GPU check carries the archive alone instead
+
+    return Path(xrv.__file__).parent / "data" / "NLMCXR_reports.tgz"
+
+
+def open_i_sections(path: Path | None = None) -> pa.Table:
     """``study_id, findings, impression`` of every Open-I report (null where a section is absent)."""
     rows = []
-    with tarfile.open(ARCHIVE) as archive:
+    with tarfile.open(path or open_i_archive()) as archive:
         for member in sorted(archive.getmembers(), key=lambda m: m.name):
             if not member.name.endswith(".xml"):
                 continue
