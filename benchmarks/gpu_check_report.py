@@ -68,9 +68,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(f"| tiny workflow, CPU vs {flow['device']} | {total} checks | {flow['passed']}/{total} | "
                      f"all | {verdict} |")
     for dense in parts.get("dense", []):
-        lines.append(f"| {dense['task']} head ({dense['backbone']}, {dense['input_size']} px, batch "
-                     f"{dense['batch_size']}) | training step | {dense['images_per_s']:,.1f} images/s "
-                     f"(peak {_gib(dense['peak_gpu_memory_gib'])}) | | |")
+        epochs = "; ".join(f"epoch {e['epoch']}: {e['images_per_s']:,.1f} images/s" for e in dense["epochs"])
+        lines.append(f"| {dense['task']} evaluation job ({dense['backbone']}, {dense['input_size']} px, batch "
+                     f"{dense['batch_size']}, loader workers {dense['workers']}) | training on "
+                     f"{dense['train_images']:,} images | {epochs} (job {dense['job_seconds']:.0f} s) | | |")
     seconds = ", ".join(f"{k} {v:.0f} s" for k, v in report["seconds"].items())
     lines += ["", f"Seconds per part: {seconds}."]
     for name, error in report["errors"].items():

@@ -1,4 +1,4 @@
-"""The timed parts of the GPU check: pretraining, text embedding and dense-head training throughput.
+"""The timed parts of the GPU check: pretraining and text embedding throughput.
 
 Each function returns plain JSON-ready dicts. Rates are counted after unmeasured warm-up steps, between
 two device synchronisations; peak memory is ``torch.cuda.max_memory_allocated`` since the last reset.
@@ -15,7 +15,6 @@ from typing import Any
 
 import pyarrow as pa
 import torch
-from bench_dense import images_per_second
 
 from imitate.text.embed import EmbedSettings, embed_sections
 from imitate.text.encoder import load_encoder
@@ -192,14 +191,3 @@ def text_throughput(encoder_dir: Path, sections: pa.Table, *, device: str, batch
         "rows_out": table.num_rows,
         "peak_gpu_memory_gib": _peak_gib(torch_device),
     }
-
-
-def dense_throughput(
-    task: str, *, backbone: str, size: int, batch_size: int, device: str, warmup: int, steps: int
-) -> dict[str, Any]:
-    """Images/s of the Table V head's training step (frozen encoder, head, loss, AdamW) at ``size``."""
-    rate, peak = images_per_second(
-        task, backbone=backbone, size=size, batch_size=batch_size, device=device, warmup=warmup, steps=steps
-    )
-    return {"task": task, "backbone": backbone, "input_size": size, "batch_size": batch_size,
-            "images_per_s": rate, "peak_gpu_memory_gib": peak if peak == peak else None}

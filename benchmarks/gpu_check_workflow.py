@@ -162,8 +162,9 @@ def torchrun_leg(run: Path, configfiles: Sequence[Path], *, cores: int) -> list[
     close = loss is not None and ref is not None and math.isclose(loss, ref, rel_tol=FIRST_LOSS_RTOL)
     record = json.loads((leg / "results/pretrain/encoder.safetensors.provenance.json").read_text())
     backend = next((line.rsplit("backend ", 1)[1] for line in log.splitlines() if "process group:" in line), None)
+    expected = "nccl" if record["settings"]["pretrain"]["device"] == "cuda" else "gloo"
     return [
-        check("torchrun: a process group at world size 1", backend is not None, f"backend {backend}"),
+        check("torchrun: a process group at world size 1", backend == expected, f"backend {backend}"),
         check("torchrun: provenance says torchrun", record["settings"].get("torchrun") is True),
         check("torchrun: first loss finite and close to the plain run's", close, f"{loss} vs {ref}"),
         *compare_weights(run, leg),

@@ -45,7 +45,11 @@ def test_the_cpu_rehearsal_runs_every_part(tiny_run, tmp_path):
     assert text["reports"] == text["rows_out"] == 200 and 0 < text["distinct_texts"] <= text["texts"] <= 400
     flow = report["parts"]["workflow"]
     assert flow["failed"] == [] and flow["passed"] == len(flow["checks"]) > 20
-    assert {d["task"] for d in report["parts"]["dense"]} == {"segmentation", "detection"}
+    dense = {d["task"]: d for d in report["parts"]["dense"]}
+    assert set(dense) == {"segmentation", "detection"}
+    for task in dense.values():  # the real evaluation jobs, two epochs each, timed from their logs
+        assert [e["epoch"] for e in task["epochs"]] == [1, 2] and all(e["images_per_s"] > 0 for e in task["epochs"])
+        assert task["train_images"] > 0 and task["job_seconds"] > 0 and task["metrics_finite"]
     markdown = (out / "gpu_check.md").read_text()
     assert "TINY rehearsal" in markdown and "| tiny workflow, CPU vs cpu |" in markdown
     assert tiny_run.joinpath("results/tables/zero_shot.csv").is_file()  # the reference was copied, not changed

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -100,11 +101,14 @@ def fit_head(
         for epoch in range(1, settings.epochs + 1):
             epoch_seed = int(np.random.SeedSequence([settings.seed, epoch]).generate_state(1)[0])
             generator = torch.Generator(device=device).manual_seed(epoch_seed)  # used only by augmented batches
-            train_loss = _train_epoch(head, head_loss, train.epoch(epoch, shuffle=True, generator=generator),
-                                      optimizer, device)
+            start = time.perf_counter()
+            train_loss, seen = _train_epoch(head, head_loss, train.epoch(epoch, shuffle=True, generator=generator),
+                                            optimizer, device)
+            seconds = time.perf_counter() - start
             val_loss = validation_loss(head, head_loss, val, device)
             history.append(EpochLoss(epoch, train_loss, val_loss))
-            log.info("%s epoch %d: train loss %.4f, validation loss %.4f", name, epoch, train_loss, val_loss)
+            log.info("%s epoch %d: train loss %.4f, validation loss %.4f (training %.1f s, %.1f images/s)",
+                     name, epoch, train_loss, val_loss, seconds, seen / seconds)
             if val_loss < best[0]:
                 best = (val_loss, epoch)
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in head.state_dict().items()}
@@ -123,9 +127,10 @@ def _train_epoch(
     batches: Iterator[StageBatch],
     optimizer: torch.optim.Optimizer,
     device: torch.device,
-) -> float:
+) -> tuple[float, int]:
+    """One pass over ``batches``: the mean loss per batch, and how many images the batches held."""
     head.train()
-    total, count = 0.0, 0
+    total, count, images = 0.0, 0, 0
     for batch in batches:
         with autocast(device):
             loss = head_loss(head, batch)
@@ -134,7 +139,8 @@ def _train_epoch(
         optimizer.step()
         total += float(loss.detach())
         count += 1
-    return total / max(count, 1)
+        images += len(batch[2])
+    return total / max(count, 1), images
 
 
 @torch.no_grad()
