@@ -69,6 +69,9 @@ def dense_check(workdir: Path, configfiles: Sequence[Path], config: Mapping[str,
             "train_images": rows[0]["n_train"],
             "epochs": epochs_logged(log),
             "job_seconds": job_seconds(workdir / f"results/benchmarks/evaluate/{task}/{DATASET}/{METHOD}.tsv"),
-            "metrics_finite": all(math.isfinite(r["value"]) for r in rows if r["value"] is not None),
+            # after two epochs some may be NaN by definition (MGCA's mAP with no detection); the workflow
+            # part compares finiteness with a CPU run
+            "metrics": {r["metric"]: r["value"] if r["value"] is not None and math.isfinite(r["value"]) else None
+                        for r in rows},
         })
     return results
