@@ -79,8 +79,8 @@ class Plan:
 
 
 PAPER = Plan(
-    demo_studies=1500, image_size=256, samples_per_shard=1000, config=REPO / "config/mimic.yaml",
-    warmup=8, steps=30, compile_modes=(False, True), bert={}, text_reports=None, text_batch=256,
+    demo_studies=1000, image_size=256, samples_per_shard=1000, config=REPO / "config/mimic.yaml",
+    warmup=5, steps=25, compile_modes=(False, True), bert={}, text_reports=None, text_batch=256,
     dense_images=400, dense_image_size=512, dense_epochs=2,
 )
 TINY = Plan(
