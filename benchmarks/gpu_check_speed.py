@@ -24,6 +24,7 @@ from imitate.train.settings import PretrainConfig
 from imitate.train.trainer import Batch, Trainer
 
 PROFILE_ROWS = 15
+PROFILE_STEPS = 5
 
 
 def _sync(device: torch.device) -> None:
@@ -44,9 +45,11 @@ def timed_steps(trainer: Trainer, batches: Iterable[Batch], warmup: int, steps: 
     """Images/s of ``steps`` training steps after ``warmup`` (two views per pair), and the share of the
     time spent waiting for the next batch (the step ends in a host sync, so that wait idles the GPU)."""
     batches = iter(batches)
+    start = time.perf_counter()
     for batch in itertools.islice(batches, warmup):
         trainer.train_step(batch)
     _sync(trainer.device)
+    warmup_seconds = time.perf_counter() - start
     start, waited, pairs = time.perf_counter(), 0.0, 0
     for _ in range(steps):
         asked = time.perf_counter()
@@ -56,7 +59,8 @@ def timed_steps(trainer: Trainer, batches: Iterable[Batch], warmup: int, steps: 
         pairs += batch["view1"].shape[0]
     _sync(trainer.device)
     seconds = time.perf_counter() - start
-    return {"images_per_s": 2 * pairs / seconds, "pairs_per_s": pairs / seconds, "data_wait_share": waited / seconds}
+    return {"images_per_s": 2 * pairs / seconds, "pairs_per_s": pairs / seconds, "data_wait_share": waited / seconds,
+            "warmup_seconds": warmup_seconds}  # a torch.compile happens in the warm-up
 
 
 def memory_batches(cfg: PretrainConfig, dim: int, device: torch.device, crop_only: bool) -> Iterator[Batch]:
@@ -106,12 +110,10 @@ def pretrain_throughput(
     split = ShardSplit.from_manifest(shards_manifest, "train")
     torch.manual_seed(cfg.seed)
     _reset_peak(device)
-    started = time.perf_counter()
     trainer = Trainer(cfg, device, total_steps=10 * (warmup + steps))
     model = timed_steps(trainer, memory_batches(cfg, dim, device, crop_only), warmup, steps)
-    first_steps = time.perf_counter() - started
     # the schedule of shards is endless: num_samples only sets how many batches this loader yields
-    batches_needed = 2 * (warmup + steps)
+    batches_needed = warmup + steps + 1 + PROFILE_STEPS
     loader = build_pretrain_loader(
         [str(p) for p in split.paths], embeddings, crop_size=cfg.crop_size, batch_size=cfg.batch_size,
         num_samples=batches_needed * cfg.batch_size, workers=cfg.workers, seed=cfg.seed, epoch=0,
@@ -125,13 +127,12 @@ def pretrain_throughput(
         "pipeline_from_shards": pipeline,
         "efficiency": pipeline["images_per_s"] / model["images_per_s"],
         "peak_gpu_memory_gib": _peak_gib(device),
-        "seconds_to_first_measured_step": first_steps,
         "train_images_in_shards": split.num_samples,
         "last_loss": trainer.train_step(next(batches))["total_loss"],  # None when it was not finite
     }
     limits = profile_below or {}
     if pipeline["images_per_s"] < limits.get("images_per_s", 0) or result["efficiency"] < limits.get("efficiency", 0):
-        result["profile"] = profile_steps(trainer, batches, steps=min(steps, 5))
+        result["profile"] = profile_steps(trainer, batches, steps=PROFILE_STEPS)
     return result
 
 
@@ -155,7 +156,7 @@ def profile_steps(trainer: Trainer, batches: Iterator[Batch], steps: int) -> dic
         return {"op": event.key, "calls": event.count, "self_cpu_ms": event.self_cpu_time_total / 1e3,
                 "self_device_ms": device_us(event) / 1e3}
 
-    by_device = sorted(events, key=device_us, reverse=True)[:PROFILE_ROWS]
+    by_device = sorted(events, key=device_us, reverse=True)[:PROFILE_ROWS] if trainer.cuda else []
     by_cpu = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:PROFILE_ROWS]
     wait = next((e for e in events if e.key == "next_batch"), None)
     return {

@@ -41,6 +41,8 @@ def test_the_cpu_rehearsal_runs_every_part(tiny_run, tmp_path):
     for rate in (eager["model_in_memory"]["images_per_s"], eager["pipeline_from_shards"]["images_per_s"]):
         assert rate > 0
     assert eager["train_images_in_shards"] > 0 and 0 <= eager["pipeline_from_shards"]["data_wait_share"] < 1
+    profile = eager["profile"]  # the targets are missed on a CPU, so the profiler ran
+    assert profile["steps"] == 5 and profile["top_cpu_ops"] and profile["next_batch_cpu_ms"] > 0
     text = report["parts"]["text"]
     assert text["reports"] == text["rows_out"] == 200 and 0 < text["distinct_texts"] <= text["texts"] <= 400
     flow = report["parts"]["workflow"]
