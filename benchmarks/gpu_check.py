@@ -1,7 +1,8 @@
 """GPU readiness: every CUDA path once, and the paper-size throughput, in one prepared command.
 
 Parts (``--parts``, all by default), each written to ``gpu_check.json`` and ``gpu_check.md`` in ``--out``
-as soon as it ends, so a run cut short keeps what it measured:
+as soon as it ends, so a run cut short keeps what it measured (and a rerun of some parts into the same
+``--out`` keeps the others):
 
 1. ``pretrain``: ResNet50 at crop 224, batch 128, bf16, channels_last, GPU augmentations (the settings
    of config/mimic.yaml, ImageNet init off): (b) the trainer on in-memory batches and (a) the real loop
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -216,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {"environment": environment(args), "targets": TARGETS, "parts": {}, "errors": {},
                               "seconds": {}}
+    earlier = args.out / "gpu_check.json"
+    if earlier.is_file():  # a rerun of some parts keeps the other parts' figures
+        kept = json.loads(earlier.read_text())
+        for key in ("parts", "errors", "seconds"):
+            report[key] = {k: v for k, v in kept[key].items() if k not in args.parts}
     state: dict[str, Any] = {}
 
     def encoder() -> Path:
