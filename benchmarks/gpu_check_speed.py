@@ -63,17 +63,17 @@ def timed_steps(trainer: Trainer, batches: Iterable[Batch], warmup: int, steps: 
             "warmup_seconds": warmup_seconds}  # a torch.compile happens in the warm-up
 
 
-def memory_batches(cfg: PretrainConfig, dim: int, device: torch.device, crop_only: bool) -> Iterator[Batch]:
+def memory_batches(cfg: PretrainConfig, dim: int, device: torch.device) -> Iterator[Batch]:
     """The loader's batch, made once on the device and repeated: what the model alone can do.
 
-    With ``crop_only`` the views are uint8 crops (the trainer augments them, as in the real loop);
+    With ``cfg.crop_only`` the views are uint8 crops (the trainer augments them, as in the real loop);
     otherwise normalised float views, as the loader's CPU augmentations deliver them.
     """
     g = torch.Generator(device=device).manual_seed(0)
     n, size = cfg.batch_size, cfg.crop_size
 
     def view() -> torch.Tensor:
-        if crop_only:
+        if cfg.crop_only:
             return torch.randint(0, 256, (n, 1, size, size), generator=g, device=device, dtype=torch.uint8)
         return torch.randn(n, 3, size, size, generator=g, device=device)
 
@@ -106,18 +106,17 @@ def pretrain_throughput(
     embeddings = load_embeddings(embeddings_path)
     dim = next(iter(embeddings.values())).impression.shape[0]
     cfg = replace(cfg, model=replace(cfg.model, text_dim=dim))
-    crop_only = device.type == "cuda" and cfg.gpu_augment and cfg.augment == "paper"
     split = ShardSplit.from_manifest(shards_manifest, "train")
     torch.manual_seed(cfg.seed)
     _reset_peak(device)
     trainer = Trainer(cfg, device, total_steps=10 * (warmup + steps))
-    model = timed_steps(trainer, memory_batches(cfg, dim, device, crop_only), warmup, steps)
+    model = timed_steps(trainer, memory_batches(cfg, dim, device), warmup, steps)
     # the schedule of shards is endless: num_samples only sets how many batches this loader yields
     batches_needed = warmup + steps + 1 + PROFILE_STEPS
     loader = build_pretrain_loader(
         [str(p) for p in split.paths], embeddings, crop_size=cfg.crop_size, batch_size=cfg.batch_size,
         num_samples=batches_needed * cfg.batch_size, workers=cfg.workers, seed=cfg.seed, epoch=0,
-        augment=cfg.augment, rotation_degrees=cfg.rotation_degrees, crop_only=crop_only,
+        augment=cfg.augment, rotation_degrees=cfg.rotation_degrees, crop_only=cfg.crop_only,
     )
     batches = iter(loader)
     pipeline = timed_steps(trainer, batches, warmup, steps)

@@ -178,8 +178,7 @@ def pretrain(
         device,
     )
 
-    crop_only = device.type == "cuda" and cfg.gpu_augment and cfg.augment == "paper"
-    if crop_only:
+    if cfg.crop_only:
         log.info("augmentations run on the GPU, on uint8 crops from the loader")
 
     def loader(split: ShardSplit, epoch: int, batch_size: int) -> Iterable[Batch]:
@@ -196,7 +195,7 @@ def pretrain(
             rotation_degrees=cfg.rotation_degrees,
             rank=ranks.rank,
             world_size=ranks.world_size,
-            crop_only=crop_only,
+            crop_only=cfg.crop_only,
         )
 
     text = dict(text_facts or {})

@@ -45,6 +45,11 @@ class PretrainConfig:
     grad_clip: float | None = None  # max global gradient norm; None: no clipping (paper and official code)
     seed: int = 0
 
+    @property
+    def crop_only(self) -> bool:
+        """Whether the loader only crops and the trainer augments on the GPU (CUDA, ``paper`` augmentations)."""
+        return self.device.startswith("cuda") and self.gpu_augment and self.augment == "paper"
+
 
 def _check_keys(block: str, settings: Mapping[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(settings) - allowed)
