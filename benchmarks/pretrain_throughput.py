@@ -2,7 +2,8 @@
 
 (a) ``pipeline``: the training split's shards and the text embeddings through the pretraining loader
     (two augmented views per image) into :class:`~imitate.train.trainer.Trainer` steps;
-(b) ``model``: the same trainer on random tensors already in memory (no decoding, no augmentation).
+(b) ``model``: the same trainer on one random batch already on the device, as the loader delivers it
+    (no decoding; uint8 crops that the trainer augments on CUDA, augmented float views on the CPU).
 
 Both print image pairs/s over ``--steps`` steps after ``--warmup`` unmeasured ones; (a)/(b) is the data
 pipeline's efficiency (1.0: the model never waits for data). The model and settings come from a
@@ -16,47 +17,18 @@ from __future__ import annotations
 import argparse
 import datetime
 import itertools
-import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from common import machine
+from gpu_check_speed import memory_batches, timed_steps
 
 from imitate.config import load_config
 from imitate.train.data import build_pretrain_loader, load_embeddings, steps_per_epoch
 from imitate.train.pretrain import ShardSplit
-from imitate.train.settings import PretrainConfig, config_from_settings
+from imitate.train.settings import config_from_settings
 from imitate.train.trainer import Trainer
-
-
-def pairs_per_second(trainer: Trainer, batches, warmup: int, steps: int) -> float:
-    """Image pairs/s of ``steps`` trainer steps after ``warmup`` (the wait for each batch included)."""
-    batches = iter(batches)
-    for batch in itertools.islice(batches, warmup):
-        trainer.train_step(batch)
-    sync = torch.cuda.synchronize if trainer.cuda else (lambda: None)
-    sync()
-    start, pairs = time.perf_counter(), 0
-    for batch in itertools.islice(batches, steps):
-        trainer.train_step(batch)
-        pairs += batch["view1"].shape[0]
-    sync()
-    return pairs / (time.perf_counter() - start)
-
-
-def random_batches(cfg: PretrainConfig, dim: int):
-    """The same in-memory batch over and over: the model's own speed."""
-    g = torch.Generator().manual_seed(0)
-    n, size = cfg.batch_size, cfg.crop_size
-    batch = {
-        "view1": torch.randn(n, 3, size, size, generator=g),
-        "view2": torch.randn(n, 3, size, size, generator=g),
-        "findings_emb": torch.randn(n, dim, generator=g),
-        "impression_emb": torch.randn(n, dim, generator=g),
-        "has_findings": torch.ones(n, dtype=torch.bool),
-    }
-    return itertools.repeat(batch)
 
 
 def main() -> None:
@@ -87,7 +59,7 @@ def main() -> None:
 
     torch.manual_seed(cfg.seed)
     trainer = Trainer(cfg, device, total_steps=needed)
-    model_rate = pairs_per_second(trainer, random_batches(cfg, dim), args.warmup, args.steps)
+    model_rate = timed_steps(trainer, memory_batches(cfg, dim, device), args.warmup, args.steps)["pairs_per_s"]
     print(f"(b) model on in-memory tensors: {model_rate:8.1f} image pairs/s")
 
     torch.manual_seed(cfg.seed)
@@ -95,10 +67,12 @@ def main() -> None:
     loaders = (
         build_pretrain_loader([str(p) for p in split.paths], embeddings, crop_size=cfg.crop_size,
                               batch_size=cfg.batch_size, num_samples=split.num_samples, workers=cfg.workers,
-                              seed=cfg.seed, epoch=epoch, augment=cfg.augment, rotation_degrees=cfg.rotation_degrees)
+                              seed=cfg.seed, epoch=epoch, augment=cfg.augment, rotation_degrees=cfg.rotation_degrees,
+                              crop_only=cfg.crop_only)
         for epoch in range(epochs)
     )
-    pipeline_rate = pairs_per_second(trainer, itertools.chain.from_iterable(loaders), args.warmup, args.steps)
+    batches = itertools.chain.from_iterable(loaders)
+    pipeline_rate = timed_steps(trainer, batches, args.warmup, args.steps)["pairs_per_s"]
     print(f"(a) real pipeline from shards:  {pipeline_rate:8.1f} image pairs/s")
     print(f"(a)/(b) data-pipeline efficiency: {pipeline_rate / model_rate:.2f}")
 
