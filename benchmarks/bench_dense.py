@@ -27,22 +27,12 @@ from imitate.models.unet import DECODER_CHANNELS, SegmentationModel, UNetDecoder
 from imitate.models.yolo import DetectionModel, YoloHead
 
 
-def images_per_second(
-    task: str,
-    *,
-    backbone: str,
-    size: int,
-    batch_size: int,
-    device: str,
-    warmup: int,
-    steps: int,
-    decoder_channels: tuple[int, ...] = DECODER_CHANNELS,
-) -> tuple[float, float]:
-    """Images/s of ``steps`` training steps after ``warmup``, and the peak GPU memory in GiB (NaN on CPU)."""
-    device = torch.device(device)
-    encoder = FrozenStages(ResNetBackbone(backbone))
+def images_per_second(task: str, args: argparse.Namespace) -> tuple[float, float]:
+    """Images/s of ``args.steps`` training steps after ``args.warmup``, and the peak GPU memory in GiB."""
+    device = torch.device(args.device)
+    encoder = FrozenStages(ResNetBackbone(args.backbone))
     if task == "segmentation":
-        model = SegmentationModel(encoder, UNetDecoder(encoder.channels, tuple(decoder_channels)))
+        model = SegmentationModel(encoder, UNetDecoder(encoder.channels, tuple(args.decoder_channels)))
     else:
         model = DetectionModel(encoder, YoloHead(encoder.channels[1:]))
     model = model.to(device).train()
@@ -50,7 +40,7 @@ def images_per_second(
         model = model.to(memory_format=torch.channels_last)
         torch.cuda.reset_peak_memory_stats()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-4, weight_decay=1e-6)
-    n = batch_size
+    n, size = args.batch_size, args.size
     x = torch.randn(n, 3, size, size, device=device)
     masks = (torch.rand(n, 1, size, size, device=device) > 0.9).float()
     side = size / 4
@@ -68,15 +58,15 @@ def images_per_second(
         loss.backward()
         optimizer.step()
 
-    for _ in range(warmup):
+    for _ in range(args.warmup):
         step()
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
     start = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(args.steps):
         step()
     sync()
-    rate = steps * n / (time.perf_counter() - start)
+    rate = args.steps * n / (time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     return rate, peak
 
@@ -98,10 +88,7 @@ def main() -> None:
     where = torch.cuda.get_device_name() if args.device == "cuda" else machine()
     print(f"{datetime.date.today()} {where}; {args.backbone}, input {args.size}, batch {args.batch_size}")
     for task in args.tasks:
-        rate, peak = images_per_second(
-            task, backbone=args.backbone, size=args.size, batch_size=args.batch_size, device=args.device,
-            warmup=args.warmup, steps=args.steps, decoder_channels=tuple(args.decoder_channels),
-        )
+        rate, peak = images_per_second(task, args)
         memory = f", peak {peak:.1f} GiB" if peak == peak else ""
         print(f"{task}: {rate:.1f} images/s{memory}")
 
