@@ -5,7 +5,7 @@ The texts are the Findings and Impressions of the 3,955 Open-I chest X-ray repor
 
 * ``naive``: each text through the encoder alone (batch of one), in file order, no deduplication,
   over the first ``--naive`` texts (the rate is per text);
-* ``stage``: :func:`imitate.text.embed.embed_sections` over every report (normalise, deduplicate,
+* ``stage``: :func:`imitate.embed.embeddings.embed_sections` over every report (normalise, deduplicate,
   length-sorted batches of ``--batch-size``), the rate counted in input texts;
 * ``unique``: the same, counted in distinct texts only (the encoder's own throughput).
 
@@ -28,8 +28,8 @@ import pyarrow as pa
 import torch
 from common import machine
 
-from imitate.text.embed import EmbedSettings, embed_sections, normalise
-from imitate.text.encoder import load_encoder
+from imitate.embed.embeddings import EmbedSettings, embed_sections, normalise
+from imitate.embed.encoder import load_encoder
 
 MIMIC_STUDIES = 213_384
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from bench_embed import open_i_archive
 from gpu_check import TOKENIZER_FILES
 
-from imitate.text.encoder import bundled_model_dir
+from imitate.embed.encoder import bundled_model_dir
 
 # what the check imports beyond the GPU image's packages (the pipeline's own dependencies)
 NEEDED = ("snakemake==9.27.1", "duckdb", "webdataset", "pydicom", "jsonschema")

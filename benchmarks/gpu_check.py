@@ -52,7 +52,7 @@ from gpu_check_speed import pretrain_throughput, text_throughput
 from gpu_check_workflow import REPO, snakemake, workflow_check, write_overlay
 
 from imitate.config import load_config
-from imitate.text.encoder import bundled_model_dir
+from imitate.embed.encoder import bundled_model_dir
 from imitate.train.settings import config_from_settings
 
 TARGETS = {"pretrain_images_per_s": 3000.0, "pretrain_efficiency": 0.95, "text_texts_per_s": 3500.0}

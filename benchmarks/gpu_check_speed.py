@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 import torch
 
-from imitate.text.embed import EmbedSettings, embed_sections
-from imitate.text.encoder import load_encoder
+from imitate.embed.embeddings import EmbedSettings, embed_sections
+from imitate.embed.encoder import load_encoder
 from imitate.train.data import build_pretrain_loader, load_embeddings
 from imitate.train.pretrain import ShardSplit
 from imitate.train.settings import PretrainConfig

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from imitate.datasets import load_adapter
-from imitate.datasets.prepare import (
+from imitate.datasets.dataset import (
     COUNTS_NAME,
     RECORDS_NAME,
     REJECTS_NAME,

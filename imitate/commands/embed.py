@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
+from imitate.embed.embeddings import EmbedSettings, write_embeddings
+from imitate.embed.encoder import load_encoder
 from imitate.provenance import stage_run
-from imitate.text.embed import EmbedSettings, write_embeddings
-from imitate.text.encoder import load_encoder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

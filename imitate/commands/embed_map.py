@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from imitate.files import write_json
+from imitate.embed.map import write_section_map
+from imitate.io.files import write_json
 from imitate.provenance import stage_run
-from imitate.text.section_map import write_section_map
 
 log = logging.getLogger(__name__)
 

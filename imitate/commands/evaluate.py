@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 
 from imitate.evaluate.rows import DENSE_TASKS, TASKS, rows_table
-from imitate.parquet import write_table
+from imitate.io.parquet import write_table
 from imitate.provenance import stage_run
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from imitate.provenance import stage_run
-from imitate.train.plots import plot_loss_curve
+from imitate.train.loss_curve import plot_loss_curve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from imitate.manifest import TEXT_MODES, build_manifest, write_manifest
+from imitate.manifest.build import TEXT_MODES, build_manifest, write_manifest
 from imitate.provenance import stage_run
 
 OUTPUTS = ("images.parquet", "studies.parquet", "rejects.parquet", "counts.json")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from imitate.config import ConfigError, load_run_config
-from imitate.preflight import CHECKS, FAIL, OK, SKIPPED, WARN, failed, format_table, format_tsv, run_preflight
+from imitate.preflight.checks import CHECKS, FAIL, OK, SKIPPED, WARN, failed, format_table, format_tsv, run_preflight
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 import torch.distributed
 
 from imitate.config import load_config, parse_settings
+from imitate.embed.store import read_embedding_facts
 from imitate.models.backbone import init_file
 from imitate.provenance import file_sha256, stage_run
-from imitate.text.store import read_embedding_facts
 from imitate.train.distributed import init_distributed
 from imitate.train.interrupt import InterruptedRunError
 from imitate.train.pretrain import ShardSplit, pretrain

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from imitate.evaluate.rows import TASKS
 from imitate.provenance import lineage, stage_run
-from imitate.results import gather, markdown, write_csv
+from imitate.tables.gather import gather, markdown, write_csv
 
 log = logging.getLogger(__name__)
 

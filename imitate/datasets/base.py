@@ -3,7 +3,7 @@
 An adapter turns a dataset's real raw files (label CSVs, list files, image trees) into one common
 *records* table and a *rejects* table, and can write a demo copy of those raw files. Everything after
 that (image checks, splits, the leakage check, training subsets, shards) is shared:
-:func:`imitate.datasets.prepare.prepare_dataset`.
+:func:`imitate.datasets.dataset.prepare_dataset`.
 
 A dataset is a config entry (``datasets.<name>``: adapter, root, options) plus one adapter module
 ``imitate/datasets/<adapter>.py`` (or any importable module) defining a class ``Adapter``.

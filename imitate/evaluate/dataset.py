@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from imitate.datasets.prepare import read_records
+from imitate.datasets.dataset import read_records
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class EvalDataset:
 
 
 def load_eval_dataset(records: str | Path) -> EvalDataset:
-    """Read a prepared ``records.parquet`` (:mod:`imitate.datasets.prepare`)."""
+    """Read a prepared ``records.parquet`` (:mod:`imitate.datasets.dataset`)."""
     table, facts = read_records(records)
     labels = table["labels"].to_pylist()
     width = len(facts["labels"])

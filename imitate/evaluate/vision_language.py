@@ -25,13 +25,13 @@ import torch.nn.functional as F
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
+from imitate.embed.embeddings import EmbedSettings, embed_unique, embedding_facts, normalise
+from imitate.embed.encoder import TextEncoder, load_encoder
+from imitate.embed.store import check_facts
 from imitate.evaluate.dataset import EvalDataset
 from imitate.evaluate.features import Features, extract_features
 from imitate.models import ImitateModel, ModelConfig
 from imitate.shards.reader import shard_paths
-from imitate.text.embed import EmbedSettings, embed_unique, embedding_facts, normalise
-from imitate.text.encoder import TextEncoder, load_encoder
-from imitate.text.store import check_facts
 from imitate.train.pretrain import MODEL_FILE, MODEL_METADATA_KEY
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ def text_settings(block: Mapping[str, Any]) -> TextSettings:
 
 
 def load_text_tower(settings: TextSettings, device: str = "cpu") -> TextTower:
-    """Load the frozen text encoder (never downloads; see :func:`imitate.text.encoder.load_encoder`)."""
+    """Load the frozen text encoder (never downloads; see :func:`imitate.embed.encoder.load_encoder`)."""
     encoder = load_encoder(settings.encoder, device=device, trust_remote_code=settings.trust_remote_code)
     return TextTower(encoder, settings.embed)
 

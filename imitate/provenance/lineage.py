@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from imitate.parquet import read_metadata
+from imitate.io.parquet import read_metadata
 from imitate.provenance.record import PARQUET_KEY, entry_digest, sidecar_path
 
 

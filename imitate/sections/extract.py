@@ -42,9 +42,9 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from imitate.parquet import write_table
+from imitate.io.parquet import write_table
 from imitate.sections.parser import MODES, last_by_name, section_text
-from imitate.tokens import count_tokens
+from imitate.sections.tokens import count_tokens
 
 log = logging.getLogger(__name__)
 

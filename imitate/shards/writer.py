@@ -42,7 +42,7 @@ from PIL import Image
 from imitate.images.crop import Box, crop_nonzero
 from imitate.images.pixels import ImageError, read_image
 from imitate.images.resize import REDUCING_GAP, resize_shorter
-from imitate.parquet import write_table
+from imitate.io.parquet import write_table
 from imitate.shards.plan import OPTIONAL_COLUMNS, ShardPlan, load_rows, plan_shards
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Writing pretraining artifacts atomically (:mod:`imitate.files`): the resumable checkpoint, the encoder."""
+"""Writing pretraining artifacts atomically (:mod:`imitate.io.files`): the resumable checkpoint, the encoder."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 from torch import Tensor
 
-from imitate.files import atomic_write
+from imitate.io.files import atomic_write
 
 
 def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:

@@ -34,8 +34,8 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import v2
 
+from imitate.embed.store import embedding_matrix
 from imitate.shards.reader import decode_sample, tar_samples
-from imitate.text.store import embedding_matrix
 
 log = logging.getLogger(__name__)
 

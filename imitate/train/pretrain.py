@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from imitate.files import write_json
+from imitate.io.files import write_json
 from imitate.models import ModelConfig
 from imitate.shards.reader import count_samples, shard_paths
 from imitate.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
@@ -151,7 +151,7 @@ def pretrain(
     """Pretrain IMITATE on ``shards``, select the epoch by the loss on ``val_shards``, write ``out_dir``.
 
     ``embeddings`` is the embeddings Parquet (or its loaded table); ``text_facts`` (what the embeddings
-    were made with, :func:`imitate.text.store.read_embedding_facts`) go into the checkpoint and the
+    were made with, :func:`imitate.embed.store.read_embedding_facts`) go into the checkpoint and the
     model card, so that embeddings paired with this model later can be checked against them.
     ``build_loader`` has :func:`imitate.train.data.build_pretrain_loader`'s signature. With ``resume``,
     a run continues from ``out_dir/resume.pt`` when there is one (see :mod:`imitate.train.progress`);

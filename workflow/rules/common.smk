@@ -16,7 +16,7 @@ from imitate.datasets import load_adapter  # noqa: E402
 from imitate.evaluate.rows import DENSE_TASKS, TASKS  # noqa: E402
 from imitate.evaluate.task_config import task_settings  # noqa: E402
 from imitate.provenance.code import stage_code_sha256  # noqa: E402
-from imitate.raw_roots import check_outputs_outside_raw_roots  # noqa: E402
+from imitate.preflight.raw_roots import check_outputs_outside_raw_roots  # noqa: E402
 
 # MIMIC-derived outputs must not be world-readable (data-use agreement): no file or directory this
 # workflow creates gets permissions for "other".

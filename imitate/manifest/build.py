@@ -9,7 +9,7 @@ that applies, checked in this order:
 4. ``no_sections``: the study (same ``subject_id, study_id``) is not in sections.parquet, i.e. it was
    rejected by the sections stage or has no report;
 5. ``too_few_tokens``: Findings and Impression together have fewer than ``min_tokens`` tokens
-   (:mod:`imitate.tokens`; a ``min_tokens`` below 1 acts as 1, since a study needs some text);
+   (:mod:`imitate.sections.tokens`; a ``min_tokens`` below 1 acts as 1, since a study needs some text);
 6. ``image_file_missing``: ``<dicom_id><ext>`` is in the study folder of none of the image trees.
 
 Text of a kept study, ``text_mode="hierarchical"`` (the default):
@@ -39,8 +39,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from imitate.files import write_json
-from imitate.parquet import write_table
+from imitate.io.files import write_json
+from imitate.io.parquet import write_table
 
 log = logging.getLogger(__name__)
 

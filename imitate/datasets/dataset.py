@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 
 from imitate.datasets.base import LABELS_METADATA_KEY, DatasetAdapter, rejects_table
 from imitate.datasets.splits import check_leakage, draw_splits, subsets_table
-from imitate.files import write_json
-from imitate.parquet import read_metadata, write_table
+from imitate.io.files import write_json
+from imitate.io.parquet import read_metadata, write_table
 
 RECORDS_NAME, REJECTS_NAME, SUBSETS_NAME, COUNTS_NAME = (
     "records.parquet", "rejects.parquet", "subsets.parquet", "counts.json"

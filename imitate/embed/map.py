@@ -24,7 +24,7 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 from threadpoolctl import threadpool_limits
 
-from imitate.text.store import embedding_matrix, read_embedding_facts
+from imitate.embed.store import embedding_matrix, read_embedding_facts
 
 SECTIONS = ("findings", "impression")
 PCA_DIMS = 50

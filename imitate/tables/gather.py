@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from imitate.evaluate.paper import PAPER_METRIC, paper_values
+from imitate.tables.paper import PAPER_METRIC, paper_values
 
 CSV_COLUMNS = ("dataset", "task", "fraction", "method", "seed", "metric", "value", "run_id", "checkpoint_sha256")
 TRAINED_TASKS = ("linear_classification", "finetune_classification", "segmentation", "detection")

@@ -22,9 +22,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from imitate.parquet import write_table
-from imitate.text.encoder import TextEncoder
-from imitate.text.store import METADATA_KEY
+from imitate.embed.encoder import TextEncoder
+from imitate.embed.store import METADATA_KEY
+from imitate.io.parquet import write_table
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def embed_sections(
 
 
 def embedding_facts(encoder: TextEncoder, settings: EmbedSettings) -> dict[str, object]:
-    """What a consumer must match to use these embeddings (see :mod:`imitate.text.store`)."""
+    """What a consumer must match to use these embeddings (see :mod:`imitate.embed.store`)."""
     return {
         "encoder": encoder.name,
         "revision": encoder.revision,

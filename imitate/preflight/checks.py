@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imitate.preflight_data import Source, data_sources, image_count, read_header, resolve
+from imitate.preflight.sources import Source, data_sources, image_count, read_header, resolve
 
 OK, WARN, FAIL, SKIPPED = "ok", "warn", "FAIL", "skipped"
 CHECKS: tuple[str, ...] = ("raw_files", "headers", "encoder", "imagenet", "device", "disk")
@@ -147,7 +147,7 @@ def _headers_ok(source: Source, checked: int) -> Check:
 
 def check_encoder(plan: Plan) -> list[Check]:
     """``embed.encoder`` loads from local files only, as the embed stage loads it."""
-    from imitate.text.encoder import load_encoder
+    from imitate.embed.encoder import load_encoder
 
     embed = plan.config["embed"]
     name = embed["encoder"]
@@ -161,7 +161,7 @@ def check_encoder(plan: Plan) -> list[Check]:
 
 def _encoder_fix(name: str, error: Exception) -> str:
     """What to do about an encoder that does not load: a hub id missing from the cache, or a bad directory."""
-    from imitate.text.encoder import bundled_model_dir
+    from imitate.embed.encoder import bundled_model_dir
 
     path = Path(name).expanduser()
     # named as resolve_encoder_dir reads names: neither a bundled package nor a directory, nor path-like

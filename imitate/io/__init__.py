@@ -1,0 +1,1 @@
+"""The leaf layer: atomic files and deterministic Parquet. It imports nothing from ``imitate``."""

@@ -1,0 +1,1 @@
+"""The ``tables`` stage: evaluation rows gathered into the paper's result tables, beside the paper's own numbers."""
