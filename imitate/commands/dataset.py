@@ -46,8 +46,8 @@ def main(args: argparse.Namespace) -> int:
                 "fractions": args.fractions}
     outputs = [args.out_dir / name for name in (RECORDS_NAME, REJECTS_NAME, SUBSETS_NAME, COUNTS_NAME)]
     with stage_run("dataset", inputs=inputs, settings=settings, outputs=outputs, run_id=args.run_id,
-                   seeds={"splits": args.seed}):
+                   seeds={"splits": args.seed}) as run:
         prepared = prepare_dataset(adapter, seed=args.seed, fractions=args.fractions, split_draw=split_draw)
-        write_prepared(prepared, args.out_dir)
+        write_prepared(prepared, args.out_dir, run.parquet_metadata())
     log.info("%s: %s", args.name, json.dumps(prepared.counts(), sort_keys=True))
     return 0

@@ -41,12 +41,14 @@ def main(args: argparse.Namespace) -> int:
     }
     with stage_run(
         "embed", inputs={"sections": args.sections}, settings=recorded, outputs=[args.out], run_id=args.run_id
-    ):
+    ) as run:
         encoder = load_encoder(
             args.encoder,
             device=args.device,
             allow_download=args.allow_download,
             trust_remote_code=args.trust_remote_code,
         )
-        write_embeddings(args.sections, args.out, encoder, settings, device=args.device)
+        write_embeddings(
+            args.sections, args.out, encoder, settings, device=args.device, metadata=run.parquet_metadata()
+        )
     return 0

@@ -70,8 +70,8 @@ def main(args: argparse.Namespace) -> int:
         inputs["weights"] = request.weights_file
     outputs = [args.out, *([request.preview] if request.preview else [])]
     with stage_run(f"evaluate:{args.task}", inputs=inputs, settings=request.recorded(), outputs=outputs,
-                   run_id=args.run_id, seeds={f"seed{i}": s for i, s in enumerate(request.seeds)}):
+                   run_id=args.run_id, seeds={f"seed{i}": s for i, s in enumerate(request.seeds)}) as run:
         rows = evaluate(request)
-        write_table(rows_table(rows), args.out)
+        write_table(rows_table(rows), args.out, run.parquet_metadata())
     log.info("%s: %d result rows", args.out, len(rows))
     return 0

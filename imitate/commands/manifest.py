@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
         "text_mode": args.text_mode,
     }
     outputs = [args.out_dir / name for name in OUTPUTS]
-    with stage_run("manifest", inputs=inputs, settings=settings, outputs=outputs, run_id=args.run_id):
+    with stage_run("manifest", inputs=inputs, settings=settings, outputs=outputs, run_id=args.run_id) as run:
         result = build_manifest(
             sections=args.sections,
             metadata=args.metadata,
@@ -59,5 +59,5 @@ def main(args: argparse.Namespace) -> int:
             min_tokens=args.min_tokens,
             text_mode=args.text_mode,
         )
-        write_manifest(result, args.out_dir)
+        write_manifest(result, args.out_dir, run.parquet_metadata())
     return 0

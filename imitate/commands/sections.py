@@ -34,11 +34,11 @@ def main(args: argparse.Namespace) -> int:
     settings = {"mode": args.mode, "overrides": str(args.overrides) if args.overrides else None}
     with stage_run(
         "sections", inputs=inputs, settings=settings, outputs=[args.out, args.rejects], run_id=args.run_id
-    ):
+    ) as run:
         sections, rejects = extract_sections(
             args.reports_root, mode=args.mode, workers=args.workers, overrides=args.overrides
         )
-        counts = write_sections(sections, rejects, args.out, args.rejects)
+        counts = write_sections(sections, rejects, args.out, args.rejects, run.parquet_metadata())
     log.info("wrote %d sections to %s and %d rejects to %s",
              counts["sections"], args.out, counts["rejects"], args.rejects)
     return 0

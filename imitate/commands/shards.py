@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
         settings=settings,
         outputs=[out / "manifest.parquet", out / "rejects.parquet"],
         run_id=args.run_id,
-    ):
+    ) as run:
         counts = write_shards(
             Path(args.manifest),
             Path(args.root),
@@ -57,6 +57,7 @@ def main(args: argparse.Namespace) -> int:
             jpeg_quality=args.jpeg_quality,
             crop=args.crop_nonzero,
             workers=args.workers,
+            provenance=run.parquet_metadata(),
         )
     log.info(
         "shards: %d images in = %d samples + %d rejected; %d shards (%d stale removed)",

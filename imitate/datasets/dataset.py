@@ -105,10 +105,12 @@ def prepare_dataset(
     return Prepared(records, rejects, subsets_table(records, fractions, seed), facts)
 
 
-def write_prepared(prepared: Prepared, out_dir: str | Path) -> dict[str, Path]:
-    """Write records, rejects and subsets (Parquet, with the dataset facts) and counts.json."""
+def write_prepared(
+    prepared: Prepared, out_dir: str | Path, provenance: Mapping[str, str] | None = None
+) -> dict[str, Path]:
+    """Write records, rejects and subsets (Parquet, with ``provenance`` and the dataset facts) and counts.json."""
     out_dir = Path(out_dir)
-    metadata = {LABELS_METADATA_KEY: json.dumps(prepared.facts, sort_keys=True)}
+    metadata = {**(provenance or {}), LABELS_METADATA_KEY: json.dumps(prepared.facts, sort_keys=True)}
     paths = {
         "records": write_table(prepared.records, out_dir / RECORDS_NAME, metadata),
         "rejects": write_table(prepared.rejects, out_dir / REJECTS_NAME, metadata),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -160,10 +160,13 @@ def write_embeddings(
     encoder: TextEncoder,
     settings: EmbedSettings,
     device: str = "cpu",
+    metadata: Mapping[str, str] | None = None,
 ) -> EmbedCounts:
-    """Read ``sections_path``, embed it, write ``out`` with the encoder facts as Parquet metadata."""
+    """Read ``sections_path``, embed it, write ``out`` with ``metadata`` (the stage's provenance) and the
+    encoder facts as Parquet metadata."""
     table, counts = embed_sections(read_sections(sections_path), encoder, settings, device)
-    write_table(table, out, {METADATA_KEY: json.dumps(embedding_facts(encoder, settings), sort_keys=True)})
+    facts = json.dumps(embedding_facts(encoder, settings), sort_keys=True)
+    write_table(table, out, {**(metadata or {}), METADATA_KEY: facts})
     log.info(
         "embedded %d studies: %d texts, %d unique (%.1f%%), %d missing findings, %d missing impression",
         counts.n_studies, counts.n_texts, counts.n_unique, 100 * counts.n_unique / max(counts.n_texts, 1),

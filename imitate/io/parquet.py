@@ -15,15 +15,13 @@ ROW_GROUP_SIZE = 65_536
 def write_table(table: pa.Table, path: str | Path, metadata: Mapping[str, str] | None = None) -> Path:
     """Write ``table`` to ``path`` with zstd, fixed row groups and extra key-value ``metadata``.
 
-    Inside a :func:`imitate.provenance.stage_run` block the stage's stable provenance record is added
-    too, so every Parquet output says what made it. The file appears under its final name only once
-    complete (temporary file, then rename).
+    A stage passes its provenance record here (``StageRun.parquet_metadata()``), so every Parquet
+    output says what made it. The file appears under its final name only once complete (temporary
+    file, then rename).
     """
-    from imitate.provenance import current_parquet_metadata
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    extra = {**current_parquet_metadata(), **(metadata or {})}
+    extra = dict(metadata or {})
     if extra:
         merged = dict(table.schema.metadata or {})
         merged.update({k.encode(): v.encode() for k, v in extra.items()})

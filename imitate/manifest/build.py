@@ -274,14 +274,17 @@ def _counts(
     return counts
 
 
-def write_manifest(result: ManifestResult, out_dir: Path) -> dict[str, Path]:
-    """Write images/studies/rejects Parquet and counts.json (sorted keys) under ``out_dir``."""
+def write_manifest(
+    result: ManifestResult, out_dir: Path, metadata: Mapping[str, str] | None = None
+) -> dict[str, Path]:
+    """Write images/studies/rejects Parquet (with ``metadata``, the stage's provenance) and counts.json
+    (sorted keys) under ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
-        "images": write_table(result.images, out_dir / "images.parquet"),
-        "studies": write_table(result.studies, out_dir / "studies.parquet"),
-        "rejects": write_table(result.rejects, out_dir / "rejects.parquet"),
+        "images": write_table(result.images, out_dir / "images.parquet", metadata),
+        "studies": write_table(result.studies, out_dir / "studies.parquet", metadata),
+        "rejects": write_table(result.rejects, out_dir / "rejects.parquet", metadata),
     }
     paths["counts"] = write_json(out_dir / "counts.json", result.counts)
     log.info(

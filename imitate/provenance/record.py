@@ -17,7 +17,6 @@ lists each shard's sha256.
 
 from __future__ import annotations
 
-import contextvars
 import datetime as dt
 import hashlib
 import importlib.metadata
@@ -46,9 +45,6 @@ LIBRARIES = (
     "imitate", "torch", "torchvision", "transformers", "snakemake", "duckdb", "pyarrow", "webdataset",
     "pydicom", "numpy", "pillow", "scikit-learn",
 )
-
-_current: contextvars.ContextVar[StageRun | None] = contextvars.ContextVar("imitate_stage_run", default=None)
-
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     """sha256 of a file's bytes, read in chunks."""
@@ -214,19 +210,8 @@ def stage_run(
     run_id: str | None = None,
     seeds: Mapping[str, int] | None = None,
 ) -> Iterator[StageRun]:
-    """Record a stage: Parquet written inside the block carries the stable record, and sidecars are
-    written for ``outputs`` when the block ends without error."""
+    """Record a stage: the block gets the :class:`StageRun` (whose ``parquet_metadata()`` its Parquet
+    outputs carry), and sidecars are written for ``outputs`` when the block ends without error."""
     run = StageRun(stable_record(stage, inputs=inputs, settings=settings, run_id=run_id, seeds=seeds))
-    token = _current.set(run)
-    try:
-        yield run
-    finally:
-        _current.reset(token)
+    yield run
     run.finish(outputs)
-
-
-def current_parquet_metadata() -> dict[str, str]:
-    """The stable record of the stage running now, as Parquet metadata (empty outside a stage)."""
-    run = _current.get()
-    return run.parquet_metadata() if run else {}
-

@@ -321,10 +321,13 @@ def section_counts(sections: pa.Table, rejects: pa.Table) -> dict[str, int]:
     return counts
 
 
-def write_sections(sections: pa.Table, rejects: pa.Table, out: Path, rejects_out: Path) -> dict[str, int]:
-    """Write both tables as Parquet; returns (and logs) :func:`section_counts`."""
-    write_table(sections, out)
-    write_table(rejects, rejects_out)
+def write_sections(
+    sections: pa.Table, rejects: pa.Table, out: Path, rejects_out: Path, metadata: Mapping[str, str] | None = None
+) -> dict[str, int]:
+    """Write both tables as Parquet with ``metadata`` (the stage's provenance); returns (and logs)
+    :func:`section_counts`."""
+    write_table(sections, out, metadata)
+    write_table(rejects, rejects_out, metadata)
     counts = section_counts(sections, rejects)
     log.info("sections: %s", ", ".join(f"{k}={v}" for k, v in counts.items()))
     return counts

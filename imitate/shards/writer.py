@@ -113,6 +113,7 @@ def write_shards(
     jpeg_quality: int = 95,
     crop: bool = False,
     workers: int = 1,
+    provenance: Mapping[str, str] | None = None,
 ) -> ShardCounts:
     """Write ``out_dir/{split}-{NNNNNN}.tar`` shards, ``manifest.parquet`` and ``rejects.parquet``.
 
@@ -120,7 +121,8 @@ def write_shards(
     may have ``split, dicom_id, study_id, subject_id, view``. Images are decoded, cropped to their
     non-zero box when ``crop`` (:func:`imitate.images.crop.crop_nonzero`) and resized to shorter side
     ``image_size`` by ``workers`` processes; the output does not depend on ``workers``. Shards of a
-    previous run that are not part of this layout are removed.
+    previous run that are not part of this layout are removed. Both Parquet files carry ``provenance``
+    (the stage's record) and the shard settings as metadata.
     """
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
@@ -150,7 +152,7 @@ def write_shards(
     rejects.sort(key=lambda r: (r["key"] or "", r["path"] or "", r["reason"]))
     settings = {"image_size": image_size, "samples_per_shard": samples_per_shard, "image_format": image_format,
                 "jpeg_quality": jpeg_quality, "crop_nonzero": crop}
-    metadata = {METADATA_KEY: json.dumps(settings, sort_keys=True)}
+    metadata = {**(provenance or {}), METADATA_KEY: json.dumps(settings, sort_keys=True)}
     write_table(pa.Table.from_pylist(rejects, schema=REJECTS_SCHEMA), out_dir / "rejects.parquet", metadata)
     write_table(pa.Table.from_pylist(samples, schema=MANIFEST_SCHEMA), out_dir / "manifest.parquet", metadata)
     counts = ShardCounts(
