@@ -24,6 +24,6 @@ def main(args: argparse.Namespace) -> int:
     if findings:
         kinds = sorted({f.kind for f in findings})
         print(f"{len(findings)} mismatch(es): " + "; ".join(f"{k}: {KINDS[k]}" for k in kinds), file=sys.stderr)
-        return 0
+        return 1
     log.info("audit of %s: every recorded input and output matches its record", args.root)
     return 0
