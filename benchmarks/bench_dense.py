@@ -1,6 +1,6 @@
 """Training-step throughput of the Table V heads on a frozen encoder, on in-memory tensors.
 
-Times the step the dense tasks repeat (:func:`imitate.evaluate.head_training.fit_head`): the frozen
+Times the step the dense tasks repeat (:func:`imitate.evaluate.heads.fit_head`): the frozen
 encoder's forward pass, the head's forward and backward pass with the task's loss, and the AdamW step,
 on random images already on the device (no decoding: the model's ceiling, not the pipeline's). Prints
 images/s and, on CUDA, the peak memory, for segmentation (U-Net decoder, focal + Dice) and detection
@@ -18,9 +18,9 @@ import time
 import torch
 from common import machine
 
-from imitate.evaluate.detection import detection_loss, yolo_anchors
-from imitate.evaluate.runtime import autocast
-from imitate.evaluate.segmentation import segmentation_loss
+from imitate.evaluate.device import autocast
+from imitate.losses.segmentation import segmentation_loss
+from imitate.losses.yolo import detection_loss, yolo_anchors
 from imitate.models.backbone import ResNetBackbone
 from imitate.models.frozen import FrozenStages
 from imitate.models.unet import DECODER_CHANNELS, SegmentationModel, UNetDecoder

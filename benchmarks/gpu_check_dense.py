@@ -4,7 +4,7 @@ The workflow's own ``evaluate_dense`` jobs run on a demo RSNA copy sharded at th
 with one method (random init: no pretraining needed), one seed, the whole training split, and a
 config's segmentation and detection blocks (the template's: U-Net decoder at 512 px, YOLOv3 head at
 224 px, batch 16, 8 loader workers) cut to a few epochs. Their logs give each epoch's training images/s
-(:func:`imitate.evaluate.head_training.fit_head`): the loader, the augmentation, the frozen encoder
+(:func:`imitate.evaluate.heads.fit_head`): the loader, the augmentation, the frozen encoder
 (or the stored stage outputs) and the head, as a real run spends its time.
 """
 

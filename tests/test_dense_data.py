@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from imitate.datasets.masks import box_mask, encode_rle
-from imitate.evaluate.dense_data import (
+from imitate.evaluate.data.dense import (
     DenseImages,
     DenseTarget,
     Geometry,
@@ -17,7 +17,7 @@ from imitate.evaluate.dense_data import (
     read_dense_targets,
     read_geometry,
 )
-from imitate.evaluate.shard_images import index_shard_images
+from imitate.evaluate.data.shard_images import index_shard_images
 from imitate.shards.reader import shard_paths
 from imitate.shards.writer import write_shards
 

@@ -3,7 +3,7 @@
 The demo (``config.yaml``) must show a pipeline that learns (issue 17): a decoder that predicts empty
 masks scores 0 Dice on the images with a lesion, and a detector that finds nothing scores mAP 0. This
 runs each dense job of the demo the way the workflow does (adapter demo files -> records -> shards ->
-``imitate.evaluate.run.evaluate``) with the demo's settings, on smaller copies of its datasets, one
+``imitate.evaluate.request.evaluate``) with the demo's settings, on smaller copies of its datasets, one
 seed, the random-init encoder (no pretraining needed; the demo's tables hold it to the same bar) and
 the 100 % subset only. The floors are about half of what these reduced runs reach (``FLOORS``), far
 above the 0 of a head that learnt nothing, so a change to the demo's data, settings or heads that stops
@@ -20,10 +20,10 @@ from snakemake.utils import validate
 from imitate.config import DEMO_CONFIG, SCHEMA_PATH
 from imitate.datasets import load_adapter
 from imitate.datasets.base import DemoSpec
-from imitate.datasets.prepare import prepare_dataset, write_prepared
+from imitate.datasets.dataset import prepare_dataset, write_prepared
 from imitate.evaluate.encoders import Method
-from imitate.evaluate.run import EvalRequest, evaluate
-from imitate.evaluate.task_config import task_settings
+from imitate.evaluate.request import EvalRequest, evaluate
+from imitate.evaluate.settings import task_settings
 from imitate.shards.writer import write_shards
 
 # (task, dataset): (images drawn, metric, floor); these runs reached 0.61, 0.34 and 0.09 on 2026-12-02

@@ -12,18 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from imitate.evaluate.dense_data import DenseImages, read_dense_targets, read_geometry
-from imitate.evaluate.detection import (
-    YOLOV3_ANCHORS,
-    DetectionSettings,
-    assign_targets,
-    decode_detections,
-    detect,
-    detection_loss,
-    yolo_anchors,
-)
-from imitate.evaluate.head_training import HeadSettings
-from imitate.evaluate.shard_images import index_shard_images
+from imitate.evaluate.data.dense import DenseImages, read_dense_targets, read_geometry
+from imitate.evaluate.data.shard_images import index_shard_images
+from imitate.evaluate.heads import HeadSettings
+from imitate.evaluate.tasks.detection import Settings, decode_detections, detect
+from imitate.losses.yolo import YOLOV3_ANCHORS, assign_targets, detection_loss, yolo_anchors
 from imitate.models.backbone import ResNetBackbone
 from imitate.models.frozen import FrozenStages
 from imitate.models.yolo import DetectionModel, YoloHead
@@ -256,7 +249,7 @@ def toy(tmp_path_factory):
     return images
 
 
-SETTINGS = DetectionSettings(HeadSettings(epochs=4, lr=2e-3, batch_size=4, input_size=SIZE, seed=3))
+SETTINGS = Settings(HeadSettings(epochs=4, lr=2e-3, batch_size=4, input_size=SIZE, seed=3))
 
 
 def test_detect_runs_scores_and_repeats_on_cpu(toy):
@@ -267,7 +260,7 @@ def test_detect_runs_scores_and_repeats_on_cpu(toy):
     assert (first.metrics, first.history) == (second.metrics, second.history)
     assert set(first.metrics) == {"map", "map_mgca", "ap40", "ap75"}
     assert (first.n_train, first.n_test, len(first.history)) == (24, 8, 4)
-    assert first.best_epoch == 1 + int(np.argmin([e.val_loss for e in first.history]))
+    assert first.best_epoch == 1 + int(np.argmin([e.val_score for e in first.history]))
     # the images with ground truth first, by key, then the others; boxes in input pixels
     assert [p.key for p in first.preview] == ["test_00", "test_01", "test_03", "test_04", "test_06", "test_07",
                                               "test_02"]
@@ -289,4 +282,4 @@ def test_detect_checks_its_inputs(toy):
         detect(_encoder(), train, val, toy("test"), dataclasses.replace(
             SETTINGS, head=dataclasses.replace(SETTINGS.head, input_size=96)), name="toy")
     with pytest.raises(ValueError, match="multiple of 32"):
-        DetectionSettings(HeadSettings(input_size=100))
+        Settings(HeadSettings(input_size=100))

@@ -6,17 +6,17 @@ import pytest
 import torch
 from PIL import Image
 
-from imitate.evaluate.dataset import EvalDataset
+from imitate.evaluate.data.prepared import EvalDataset
+from imitate.evaluate.data.shard_images import LabelledImages, epoch_loader, index_shard_images, read_image
 from imitate.evaluate.encoders import Method, build_encoder, frozen_encoder
-from imitate.evaluate.finetune import FinetuneSettings, augment_and_normalise, crop_transform, finetune
-from imitate.evaluate.shard_images import LabelledImages, epoch_loader, index_shard_images, read_image
+from imitate.evaluate.tasks.finetune_classification import Settings, finetune
+from imitate.images.transforms import build_eval_transform, kad_augment, kad_crop_transform
 from imitate.shards.reader import iter_samples, shard_paths
 from imitate.shards.writer import write_shards
-from imitate.train.data import build_eval_transform
 
 LABELS = ("square", "stripes")
 SIZES = {"train": 24, "validate": 8, "test": 8}
-SETTINGS = FinetuneSettings(epochs=3, lr=1e-3, batch_size=8, crop_size=28, workers=0, seed=5)
+SETTINGS = Settings(epochs=3, lr=1e-3, batch_size=8, crop_size=28, workers=0, seed=5)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -63,15 +63,15 @@ def test_finetune_learns_reports_and_is_deterministic(toy):
     train_keys = dataset.keys_of("train")
     first = finetune(_encoder(), 512, dataset, manifest, train_keys, SETTINGS)
     second = finetune(_encoder(), 512, dataset, manifest, train_keys, SETTINGS)
-    assert (first.metrics, first.history) == (second.metrics, second.history)
+    assert (first.metrics, first.fit.history) == (second.metrics, second.fit.history)
     assert np.array_equal(first.test_probabilities, second.test_probabilities)
-    losses = [record.train_loss for record in first.history]
+    losses = [record.train_loss for record in first.fit.history]
     assert losses[-1] < losses[0]
     assert set(first.metrics) == {"auc_macro", "auc:square", "auc:stripes"}
     assert (first.n_train, first.n_test) == (24, 8)
-    val_aucs = [record.val_auc_macro for record in first.history]
-    assert first.best_epoch == 1 + int(np.argmax(val_aucs))
-    assert first.best_val_auc_macro == max(val_aucs)
+    val_aucs = [record.val_score for record in first.fit.history]
+    assert first.fit.best_epoch == 1 + int(np.argmax(val_aucs))
+    assert first.fit.best_score == max(val_aucs)
 
 
 def test_finetune_tests_the_best_validation_epoch_not_the_last(toy):
@@ -81,11 +81,11 @@ def test_finetune_tests_the_best_validation_epoch_not_the_last(toy):
     flipped = dataclasses.replace(dataset, labels=np.where(validate[:, None], 1 - dataset.labels, dataset.labels))
     settings = dataclasses.replace(SETTINGS, epochs=4, augment="none")
     result = finetune(_encoder(), 512, flipped, manifest, dataset.keys_of("train"), settings)
-    assert result.best_epoch < settings.epochs
-    assert result.best_val_auc_macro == max(r.val_auc_macro for r in result.history)
+    assert result.fit.best_epoch < settings.epochs
+    assert result.fit.best_score == max(r.val_score for r in result.fit.history)
     stopped = finetune(_encoder(), 512, flipped, manifest, dataset.keys_of("train"),
-                       dataclasses.replace(settings, epochs=result.best_epoch))
-    assert stopped.history == result.history[:result.best_epoch]
+                       dataclasses.replace(settings, epochs=result.fit.best_epoch))
+    assert stopped.fit.history == result.fit.history[:result.fit.best_epoch]
     assert np.array_equal(result.test_probabilities, stopped.test_probabilities)
 
 
@@ -98,7 +98,7 @@ def test_finetune_trains_on_the_subset_only(toy):
     result = finetune(_encoder(), 512, dataclasses.replace(dataset, labels=poisoned), manifest, subset,
                       dataclasses.replace(SETTINGS, epochs=1))
     assert result.n_train == len(subset) == 8
-    assert np.isfinite(result.history[0].train_loss)
+    assert np.isfinite(result.fit.history[0].train_loss)
 
 
 def test_finetune_rejects_unknown_keys_frozen_encoders_and_multiclass(toy):
@@ -113,7 +113,7 @@ def test_finetune_rejects_unknown_keys_frozen_encoders_and_multiclass(toy):
     with pytest.raises(ValueError, match="multiclass"):
         finetune(_encoder(), 512, dataclasses.replace(dataset, kind="multiclass"), manifest, ["train_00"], SETTINGS)
     with pytest.raises(ValueError, match="augment"):
-        FinetuneSettings(augment="randaugment")
+        Settings(augment="randaugment")
 
 
 def test_labelled_images_are_seeded_by_epoch_and_item_not_by_worker_count(toy):
@@ -123,7 +123,7 @@ def test_labelled_images_are_seeded_by_epoch_and_item_not_by_worker_count(toy):
     assert len(keys) == 24
     for sample in iter_samples(shard_paths(manifest, "train")):
         assert np.array_equal(read_image(index[sample["key"]], sample["key"]), sample["image"])
-    images = LabelledImages(keys, dataset.targets(keys), index, crop_transform(28, "kad"), seed=1)
+    images = LabelledImages(keys, dataset.targets(keys), index, kad_crop_transform(28, "kad"), seed=1)
 
     def epoch(number: int, workers: int) -> list[torch.Tensor]:
         return [x for x, _ in epoch_loader(images, epoch=number, batch_size=5, workers=workers, shuffle=True)]
@@ -136,15 +136,15 @@ def test_labelled_images_are_seeded_by_epoch_and_item_not_by_worker_count(toy):
     in_order = list(epoch_loader(images, epoch=0, batch_size=10, workers=0, shuffle=False))
     assert torch.equal(torch.cat([y for _, y in in_order]), torch.from_numpy(dataset.targets(keys)))
     with pytest.raises(KeyError, match="ghost"):
-        LabelledImages(["ghost"], np.zeros((1, 2)), index, crop_transform(28, "none"), seed=0)
+        LabelledImages(["ghost"], np.zeros((1, 2)), index, kad_crop_transform(28, "none"), seed=0)
 
 
 def test_batches_are_normalised_as_in_pretraining_and_augmented_by_the_generator(toy):
     _, manifest = toy
     samples = list(iter_samples(shard_paths(manifest, "test")))[:4]
-    crops = torch.stack([crop_transform(28, "none")(torch.from_numpy(s["image"])) for s in samples])
+    crops = torch.stack([kad_crop_transform(28, "none")(torch.from_numpy(s["image"])) for s in samples])
     expected = torch.stack([build_eval_transform(28)(torch.from_numpy(s["image"])) for s in samples])
-    assert torch.allclose(augment_and_normalise(crops, None), expected, atol=1e-6)
-    augmented = augment_and_normalise(crops, torch.Generator().manual_seed(0))
-    assert torch.equal(augmented, augment_and_normalise(crops, torch.Generator().manual_seed(0)))
+    assert torch.allclose(kad_augment(crops, None), expected, atol=1e-6)
+    augmented = kad_augment(crops, torch.Generator().manual_seed(0))
+    assert torch.equal(augmented, kad_augment(crops, torch.Generator().manual_seed(0)))
     assert augmented.shape == expected.shape and not torch.allclose(augmented, expected)

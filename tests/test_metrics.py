@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from imitate.evaluate.metrics import macro_auc, per_label_auc, roc_auc
+from imitate.evaluate.metrics.classification import macro_auc, per_label_auc, roc_auc
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -36,7 +36,7 @@ def test_macro_auc_matches_sklearn_and_skips_single_class_labels():
 def test_accuracy_and_f1_match_sklearn(seed):
     from sklearn.metrics import accuracy_score, f1_score
 
-    from imitate.evaluate.metrics import accuracy, f1, macro_f1
+    from imitate.evaluate.metrics.classification import accuracy, f1, macro_f1
 
     rng = np.random.default_rng(seed)
     y, p = rng.integers(0, 3, 150), rng.integers(0, 3, 150)
@@ -47,7 +47,7 @@ def test_accuracy_and_f1_match_sklearn(seed):
 
 
 def test_precision_at_k_counts_relevant_items_in_the_top_k():
-    from imitate.evaluate.metrics import precision_at_k
+    from imitate.evaluate.metrics.classification import precision_at_k
 
     ranked = np.array([[1, 1, 0, 0], [0, 1, 0, 1]], dtype=bool)
     assert precision_at_k(ranked, 1) == 0.5

@@ -2,9 +2,9 @@
 
 import pytest
 
-from imitate.evaluate.paper import paper_values
 from imitate.evaluate.rows import RunInfo, result_rows, rows_table
-from imitate.results import CSV_COLUMNS, gather, markdown
+from imitate.tables.gather import CSV_COLUMNS, gather, markdown
+from imitate.tables.paper import paper_values
 
 
 def _rows(task, dataset, method, fraction, seed, metrics):
@@ -68,7 +68,7 @@ def test_dense_tables_follow_table_v_and_the_paper_map_sits_under_map_mgca():
 
 
 def test_task_settings_merge_the_per_dataset_overrides():
-    from imitate.evaluate.task_config import task_settings
+    from imitate.evaluate.settings import task_settings
 
     block = {"datasets": ["rsna", "siim"], "batch_size": 16, "negatives_per_positive": None,
              "per_dataset": {"siim": {"batch_size": 8, "negatives_per_positive": 1}}}

@@ -6,13 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_zero_shot import CROP, TINY, align, eval_dataset, one_hot, text, write_dataset_shards
 
-from imitate.evaluate.retrieval import precision_at_ks, rank_candidates, retrieval_metrics
+from imitate.evaluate.tasks.retrieval import precision_at_ks, rank_candidates, retrieval_metrics
 from imitate.evaluate.vision_language import TextTower, embed_images, embed_texts, random_vl_model
 from imitate.shards.reader import shard_paths
-
-__all__ = ["text"]  # the module-scoped text encoder fixture, shared with the zero-shot tests
+from tests.helpers.joint_space import CROP, TINY, align, eval_dataset, one_hot, write_dataset_shards
 
 CLASSES = ("Atelectasis", "Cardiomegaly", "Edema")
 GROUPS = [0, 1, 2, 0, 1, 2]

@@ -8,24 +8,17 @@ import torch
 from PIL import Image
 
 from imitate.datasets.masks import NO_MASK, encode_rle
-from imitate.evaluate.dense_data import DenseImages, DenseTarget, is_positive, read_geometry
-from imitate.evaluate.head_training import HeadSettings
-from imitate.evaluate.segmentation import (
-    SegmentationSettings,
-    augment_pairs,
-    balanced_keys,
-    dice_loss,
-    focal_loss,
-    segment,
-    segmentation_loss,
-)
-from imitate.evaluate.shard_images import index_shard_images
+from imitate.evaluate.data.dense import DenseImages, DenseTarget, is_positive, read_geometry
+from imitate.evaluate.data.shard_images import index_shard_images
+from imitate.evaluate.heads import HeadSettings
+from imitate.evaluate.tasks.segmentation import Settings, augment_pairs, balanced_keys, segment
+from imitate.images.transforms import normalise
+from imitate.losses.segmentation import dice_loss, focal_loss, segmentation_loss
 from imitate.models.backbone import ResNetBackbone
 from imitate.models.frozen import FrozenStages
 from imitate.models.unet import SegmentationModel, UNetDecoder
 from imitate.shards.reader import shard_paths
 from imitate.shards.writer import write_shards
-from imitate.train.batch_augment import normalise
 
 SIZE = 64
 SPLITS = {"train": 24, "validate": 8, "test": 8}
@@ -234,7 +227,7 @@ def toy(tmp_path_factory):
 
 
 def test_segment_learns_the_lesions_and_is_deterministic_on_cpu(toy):
-    settings = SegmentationSettings(head=HEAD)
+    settings = Settings(head=HEAD)
     splits = toy("train"), toy("validate"), toy("test")
     first = segment(_encoder(), *splits, settings, name="toy", preview=6)
     second = segment(_encoder(), *splits, settings, name="toy", preview=6)
@@ -242,7 +235,7 @@ def test_segment_learns_the_lesions_and_is_deterministic_on_cpu(toy):
     assert set(first.metrics) == {"dice", "dice_positive", "dice_negative"}
     assert first.metrics["dice_positive"] > 0.6  # an all-empty prediction scores 0 on the positives
     assert (first.n_train, first.n_test) == (24, 8)
-    assert first.best_epoch == 1 + int(np.argmin([e.val_loss for e in first.history]))
+    assert first.best_epoch == 1 + int(np.argmin([e.val_score for e in first.history]))
     # the preview: the 4 positive test images by key, then the first 2 negatives
     assert [p.key for p in first.preview] == ["test_00", "test_02", "test_04", "test_06", "test_01", "test_03"]
     shown = first.preview[0]
@@ -254,14 +247,14 @@ def test_segment_learns_the_lesions_and_is_deterministic_on_cpu(toy):
 
 
 def test_segment_rejects_images_without_masks_or_of_another_size(toy):
-    settings = SegmentationSettings(head=dataclasses.replace(HEAD, epochs=1))
+    settings = Settings(head=dataclasses.replace(HEAD, epochs=1))
     with pytest.raises(ValueError, match="train images were built without masks"):
         segment(_encoder(), toy("train", masks=False), toy("validate"), toy("test"), settings, name="toy")
     with pytest.raises(ValueError, match="input_size is 96"):
         segment(_encoder(), toy("train"), toy("validate"), toy("test"),
-                SegmentationSettings(head=dataclasses.replace(HEAD, input_size=96)), name="toy")
+                Settings(head=dataclasses.replace(HEAD, input_size=96)), name="toy")
     with pytest.raises(ValueError, match="multiple of 32"):
         segment(_encoder(), toy("train"), toy("validate"), toy("test"),
-                SegmentationSettings(head=dataclasses.replace(HEAD, input_size=80)), name="toy")
+                Settings(head=dataclasses.replace(HEAD, input_size=80)), name="toy")
     with pytest.raises(ValueError, match="threshold"):
-        SegmentationSettings(threshold=1.0)
+        Settings(threshold=1.0)

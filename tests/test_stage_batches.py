@@ -7,15 +7,15 @@ import torch
 from PIL import Image
 
 from imitate.datasets.masks import encode_rle
-from imitate.evaluate.dense_data import DenseImages, DenseTarget, read_geometry
-from imitate.evaluate.segmentation import augment_pairs
-from imitate.evaluate.shard_images import index_shard_images
-from imitate.evaluate.stage_batches import StageCache
+from imitate.evaluate.data.dense import DenseImages, DenseTarget, read_geometry
+from imitate.evaluate.data.shard_images import index_shard_images
+from imitate.evaluate.data.stage_batches import StageCache
+from imitate.evaluate.tasks.segmentation import augment_pairs
+from imitate.images.transforms import normalise
 from imitate.models.backbone import ResNetBackbone
 from imitate.models.frozen import FrozenStages
 from imitate.shards.reader import shard_paths
 from imitate.shards.writer import write_shards
-from imitate.train.batch_augment import normalise
 
 SIZE = 64
 BATCH = 4

@@ -7,7 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from imitate.evaluate.rows import DENSE_TASKS, TASKS, rows_table
+from imitate.evaluate.rows import rows_table
+from imitate.evaluate.tasks import DENSE_TASKS, TASKS
 from imitate.io.parquet import write_table
 from imitate.provenance import stage_run
 
@@ -43,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Run one method on one task and dataset."""
     from imitate.evaluate.encoders import Method
-    from imitate.evaluate.run import EvalRequest, evaluate
+    from imitate.evaluate.request import EvalRequest, evaluate
 
     request = EvalRequest(
         task=args.task,

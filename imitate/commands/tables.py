@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from imitate.evaluate.rows import TASKS
+from imitate.evaluate.tasks import TASKS
 from imitate.provenance import lineage, stage_run
 from imitate.tables.gather import gather, markdown, write_csv
 

@@ -4,7 +4,7 @@ One encoding for every dataset: SIIM-ACR's. Pairs ``start length`` over the imag
 column (column-major), where the first start is a 0-based offset and each later one the gap after the
 previous run; ``-1`` (:data:`NO_MASK`) is an empty mask. A mask of several components (SIIM writes one
 CSV row per component) keeps them joined by ``|`` (:data:`MASK_SEPARATOR`, never part of an RLE); they
-are OR-ed when decoded. Masks are at the original image's size; :mod:`imitate.evaluate.dense_data`
+are OR-ed when decoded. Masks are at the original image's size; :mod:`imitate.evaluate.data.dense`
 maps them to a model's input.
 """
 

@@ -1,49 +1,71 @@
-"""The dense tasks of Table V: segmentation and detection heads on a frozen encoder, per subset and seed.
+"""The dense tasks' run (Table V): a head per subset and seed on the method's frozen encoder.
 
 For every seed and every frozen training subset of the dataset (1 / 10 / 100 %) a new head is trained on
-the method's frozen encoder, early-stopped on the validation split and scored on the whole test split.
-Validation and test are the images of those splits' shards. The segmentation training set may be
-balanced (the paper's SIIM protocol: every positive plus as many negatives), drawn with the dataset's
-subset seed so that every method and every evaluation seed sees the same images. A preview of the
-test predictions (largest subset, first seed) is drawn for the report.
+the method's frozen encoder, early-stopped on the validation split and scored on the whole test split
+(the task's own ``train_and_test``). Validation and test are the images of those splits' shards. A
+pretrained encoder and its cache of stage outputs serve every seed; a random one is drawn per seed. A
+preview of the test predictions (largest subset, first seed) is drawn for the report.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow.parquet as pq
 
-from imitate.evaluate.dataset import EvalDataset, read_subsets
-from imitate.evaluate.dense_data import (
-    DenseImages,
-    has_dense_targets,
-    is_positive,
-    read_dense_targets,
-    read_geometry,
-)
-from imitate.evaluate.detection import DetectionSettings, detect
-from imitate.evaluate.encoders import Method, frozen_stages
-from imitate.evaluate.head_training import DEFAULT_CACHE_GIB, HeadSettings, stage_cache
+from imitate.evaluate.data.dense import DenseImages, DenseTarget, has_dense_targets, read_dense_targets, read_geometry
+from imitate.evaluate.data.prepared import EvalDataset, read_subsets
+from imitate.evaluate.data.shard_images import index_shard_images
+from imitate.evaluate.data.stage_batches import StageCache
+from imitate.evaluate.encoders import frozen_stages
+from imitate.evaluate.heads import HeadSettings, stage_cache
 from imitate.evaluate.preview import write_preview
-from imitate.evaluate.rows import RunInfo, result_rows
-from imitate.evaluate.segmentation import SegmentationSettings, balanced_keys, segment
-from imitate.evaluate.shard_images import index_shard_images
-from imitate.models.yolo import HEAD_STAGES
+from imitate.evaluate.request import EvalRequest
+from imitate.evaluate.rows import result_rows
+from imitate.models.frozen import FrozenStages
 from imitate.shards.reader import shard_paths
 
 log = logging.getLogger(__name__)
 
 
-def head_settings(settings: Mapping[str, Any], device: str, seed: int) -> HeadSettings:
-    """The optimisation settings of a dense task's config block."""
-    return HeadSettings(epochs=settings["epochs"], patience=settings["patience"], lr=settings["lr"],
-                        weight_decay=settings["weight_decay"], batch_size=settings["batch_size"],
-                        input_size=settings["input_size"], workers=settings.get("workers", 0), device=device,
-                        seed=seed, cache_gib=settings.get("cache_gib", DEFAULT_CACHE_GIB))
+class DenseSettings(Protocol):
+    """What the runner reads of a dense task's settings: the head's optimisation and input."""
+
+    @property
+    def head(self) -> HeadSettings: ...
+
+
+class DenseResult(Protocol):
+    """What the runner reads of one trained and tested head."""
+
+    metrics: dict[str, float]
+    n_train: int
+    n_test: int
+    preview: tuple[Any, ...]
+
+    @property
+    def best_epoch(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class DenseJob:
+    """One (subset, seed) of a dense task: the frozen encoder and its cache, the training keys and the
+    images (``train_images(keys)`` builds the training set), the targets and a name for the logs."""
+
+    encoder: FrozenStages
+    cache: StageCache
+    train_keys: list[str]
+    train_images: Callable[[Sequence[str]], DenseImages]
+    val: DenseImages
+    test: DenseImages
+    targets: dict[str, DenseTarget]
+    dataset: EvalDataset
+    seed: int
+    name: str
 
 
 def _check_size(shards_manifest: Path, input_size: int, name: str) -> None:
@@ -55,75 +77,55 @@ def _check_size(shards_manifest: Path, input_size: int, name: str) -> None:
                     "shard the dataset at image_size >= %d to keep the detail", name, shorter, input_size, input_size)
 
 
-def evaluate_dense(
+def run_dense(
+    request: EvalRequest,
     *,
-    info: RunInfo,
-    method: Method,
-    dataset: EvalDataset,
-    records: Path,
-    shards_manifest: Path,
-    subsets: Path,
-    weights: Path | None,
-    backbone: str,
-    device: str,
-    seeds: Sequence[int],
-    settings: Mapping[str, Any],
-    preview: Path | None,
+    settings_of: Callable[[int], DenseSettings],
+    stages: Callable[[FrozenStages], Iterable[int]],
+    masks: bool,
+    train_and_test: Callable[[DenseJob, Any], DenseResult],
 ) -> list[dict[str, object]]:
-    """Result rows of ``method`` on ``info.task`` (segmentation or detection) for every fraction and seed."""
+    """Result rows of a dense task for every fraction and seed; ``settings_of(seed)`` gives the task's
+    settings, ``stages`` the encoder outputs its head reads, ``masks`` whether the images carry masks."""
+    dataset, records, manifest = request.dataset(), request.records, request.shards
+    info = request.run_info(dataset)
     targets = read_dense_targets(records)
     if not has_dense_targets(targets):
         raise ValueError(f"dataset {dataset.name!r} has no boxes or masks in {records}: it cannot be used for "
-                         f"{info.task}")
-    segmentation = info.task == "segmentation"
-    geometry = read_geometry(shards_manifest)
-    index = {split: index_shard_images(shard_paths(shards_manifest, split)) for split in ("train", "validate", "test")}
-    _check_size(shards_manifest, settings["input_size"], dataset.name)
-    subset_keys = read_subsets(subsets)
+                         f"{request.task}")
+    geometry = read_geometry(manifest)
+    index = {split: index_shard_images(shard_paths(manifest, split)) for split in ("train", "validate", "test")}
+    input_size = settings_of(request.seeds[0]).head.input_size
+    _check_size(manifest, input_size, dataset.name)
+    subset_keys = read_subsets(request.subsets)
 
     def images(keys: Sequence[str], split: str, seed: int) -> DenseImages:
-        return DenseImages(keys, targets, geometry, index[split], settings["input_size"], masks=segmentation,
-                           seed=seed)
+        return DenseImages(keys, targets, geometry, index[split], input_size, masks=masks, seed=seed)
 
     rows: list[dict[str, object]] = []
-    shown = None
-    encoder = cache = None
-    for seed in seeds:
-        head = head_settings(settings, device, seed)
-        if encoder is None or method.is_random:
-            encoder = frozen_stages(method, backbone, seed=seed, pretrained=weights).to(device)
-            cache = stage_cache(encoder, range(len(encoder.channels)) if segmentation else HEAD_STAGES, head)
+    shown, encoder, cache = None, None, None
+    for seed in request.seeds:
+        settings = settings_of(seed)
+        if encoder is None or request.method.is_random:
+            encoder = frozen_stages(request.method, request.backbone, seed=seed,
+                                    pretrained=request.weights_file).to(request.device)
+            cache = stage_cache(encoder, stages(encoder), settings.head)
         val, test = images(sorted(index["validate"]), "validate", seed), images(sorted(index["test"]), "test", seed)
         for fraction, keys in sorted(subset_keys.items()):
             missing = [k for k in keys if k not in index["train"]]
             if missing:
-                raise ValueError(f"{subsets}: {len(missing)} subset images are not in the train shards, "
+                raise ValueError(f"{request.subsets}: {len(missing)} subset images are not in the train shards, "
                                  f"e.g. {missing[:3]} (rerun the dataset and shards stages)")
-            name = f"{dataset.name} {method.name} {fraction:g}% seed {seed}"
-            if segmentation:
-                task_settings = SegmentationSettings(
-                    head=head, alpha=settings["alpha"], augment=settings["augment"], threshold=settings["threshold"],
-                    negatives_per_positive=settings["negatives_per_positive"],
-                    decoder_channels=tuple(settings["decoder_channels"]),
-                )
-                keys = balanced_keys(keys, lambda k: is_positive(targets[k]), task_settings.negatives_per_positive,
-                                     dataset.facts.get("seed", 0))
-                result = segment(encoder, images(keys, "train", seed), val, test, task_settings, name=name,
-                                 cache=cache)
-            else:
-                widths = settings.get("head_widths")
-                task_settings = DetectionSettings(head=head, conf_threshold=settings["conf_threshold"],
-                                                  nms_iou=settings["nms_iou"],
-                                                  head_widths=tuple(widths) if widths else None)
-                result = detect(encoder, images(keys, "train", seed), val, test, task_settings, name=name,
-                                cache=cache)
+            name = f"{dataset.name} {request.method.name} {fraction:g}% seed {seed}"
+            job = DenseJob(encoder, cache, keys, lambda chosen, s=seed: images(chosen, "train", s), val, test,
+                           targets, dataset, seed, name)
+            result = train_and_test(job, settings)
             log.info("%s: %s (best epoch %d)", name, result.metrics, result.best_epoch)
             rows += result_rows(info, fraction=fraction, seed=seed, metrics=result.metrics, n_train=result.n_train,
                                 n_test=result.n_test, best_epoch=result.best_epoch)
-            if seed == seeds[0] and fraction == max(subset_keys):
+            if seed == request.seeds[0] and fraction == max(subset_keys):
                 shown = result.preview
-    if preview is not None and shown is not None:
-        write_preview(shown, preview, title=f"{info.task}: {dataset.name}, {method.name}, "
-                                            f"{max(subset_keys):g}% of train, seed {seeds[0]}")
+    if request.preview is not None and shown is not None:
+        write_preview(shown, request.preview, title=f"{request.task}: {dataset.name}, {request.method.name}, "
+                                                    f"{max(subset_keys):g}% of train, seed {request.seeds[0]}")
     return rows
-

@@ -1,4 +1,5 @@
-"""The vision encoders a downstream task compares: torchvision ResNets with ``fc`` removed.
+"""The vision encoders a downstream task compares: :class:`~imitate.models.backbone.ResNetBackbone`
+(a torchvision ResNet without ``fc``), pretraining's own encoder class.
 
 A method (``evaluate.methods.<name>`` in config.yaml) names where its weights come from:
 ``random`` (seeded initialisation), ``imagenet`` (torchvision's weights from the local torch cache),
@@ -16,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torchvision
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
@@ -25,8 +25,6 @@ from imitate.models.frozen import FrozenStages
 
 log = logging.getLogger(__name__)
 
-FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048}  # width of the pooled features
-BACKBONES = tuple(FEATURE_DIMS)
 SPECIAL_WEIGHTS = ("random", "imagenet", "pretrain")
 
 
@@ -62,15 +60,6 @@ def weights_file(method: Method, backbone: str, pretrained: str | Path | None = 
     return Path(method.weights)
 
 
-def build_resnet(backbone: str) -> nn.Module:
-    """A torchvision ResNet without weights, with its classifier replaced by the identity."""
-    if backbone not in BACKBONES:
-        raise ValueError(f"unknown backbone {backbone!r}; choose one of {', '.join(BACKBONES)}")
-    model = getattr(torchvision.models, backbone)(weights=None)
-    model.fc = nn.Identity()
-    return model
-
-
 def read_state_dict(path: str | Path, prefix: str = "") -> dict[str, Tensor]:
     """The tensors of an encoder file whose keys start with ``prefix``, with the prefix removed."""
     path = Path(path)
@@ -104,10 +93,13 @@ def load_encoder_weights(model: nn.Module, state: Mapping[str, Tensor], source: 
         )
 
 
-def build_encoder(method: Method, backbone: str, *, seed: int, pretrained: str | Path | None = None) -> nn.Module:
-    """``method``'s ResNet (trainable, train mode); random weights are drawn from ``seed``."""
+def build_encoder(
+    method: Method, backbone: str, *, seed: int, pretrained: str | Path | None = None
+) -> ResNetBackbone:
+    """``method``'s ResNet (trainable, train mode; its output the pooled last stage, ``num_features``
+    wide); random weights are drawn from ``seed``."""
     torch.manual_seed(seed)
-    model = build_resnet(backbone)
+    model = ResNetBackbone(backbone)
     path = weights_file(method, backbone, pretrained)
     if path is None:
         log.info("%s: randomly initialised %s (seed %d)", method.name, backbone, seed)
@@ -117,17 +109,13 @@ def build_encoder(method: Method, backbone: str, *, seed: int, pretrained: str |
     return model
 
 
-def frozen_encoder(method: Method, backbone: str, *, seed: int, pretrained: str | Path | None = None) -> nn.Module:
+def frozen_encoder(
+    method: Method, backbone: str, *, seed: int, pretrained: str | Path | None = None
+) -> ResNetBackbone:
     """:func:`build_encoder` in eval mode with every parameter frozen."""
     return build_encoder(method, backbone, seed=seed, pretrained=pretrained).eval().requires_grad_(False)
 
 
 def frozen_stages(method: Method, backbone: str, *, seed: int, pretrained: str | Path | None = None) -> FrozenStages:
     """``method``'s ResNet as a frozen four-stage feature extractor (the dense tasks' encoder)."""
-    torch.manual_seed(seed)
-    model = ResNetBackbone(backbone)  # random weights drawn from ``seed``, as build_encoder's
-    path = weights_file(method, backbone, pretrained)
-    if path is not None:
-        load_encoder_weights(model, read_state_dict(path, method.prefix), str(path))
-        log.info("%s: %s stages from %s", method.name, backbone, path)
-    return FrozenStages(model)
+    return FrozenStages(build_encoder(method, backbone, seed=seed, pretrained=pretrained))

@@ -1,13 +1,15 @@
-"""Training a task head on a frozen encoder: AdamW, early stopping on the validation loss, best state kept.
+"""The one training loop of every evaluation head: epochs, the best validation epoch, early stopping.
 
-The paper's dense protocol (§IV-B, segmentation and detection): AdamW lr 5e-4, weight decay 1e-6, up to
-50 epochs, stopping once the validation loss has not decreased for 10 epochs ("steps" in the paper; we
-read it as epochs, as MGCA's EarlyStopping does). The state of the epoch with the lowest validation loss
-(the earliest on ties) is the one tested.
+Each epoch trains once (``train_epoch(epoch)``, the caller's pass over its data) and is then scored on
+the validation split (``validate()``). The state of the best epoch is copied to the CPU and restored
+at the end, so the caller tests the model of that epoch. Ties go to the earliest epoch. With a
+``patience``, training stops once that many epochs in a row have not improved on the best (MGCA's
+EarlyStopping, which the paper's dense protocol follows); without one, every epoch runs.
 
-The head sees the encoder's stage outputs (:mod:`imitate.evaluate.stage_batches`), so only the head is
-optimised and saved, and the encoder stays as loaded. The loss of a batch is the task's
-(:data:`HeadLoss`). Epoch order and augmentation are drawn from the seed, so a CPU run is repeatable.
+Which score and which direction differ by task: the linear probe and fine-tuning maximise a
+validation metric (macro AUC, or accuracy for multiclass), the dense heads minimise the validation
+loss. The caller draws its own randomness inside ``train_epoch``, so merging the loops changed no
+random draw.
 """
 
 from __future__ import annotations
@@ -15,140 +17,78 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
-import torch
-from torch import Tensor, nn
-
-from imitate.evaluate.runtime import autocast, deterministic_on_cpu
-from imitate.evaluate.stage_batches import StageBatch, StageBatches, StageCache
-from imitate.models.frozen import FrozenStages
+from torch import nn
 
 log = logging.getLogger(__name__)
 
-HeadLoss = Callable[[nn.Module, StageBatch], Tensor]
-DEFAULT_CACHE_GIB = 4.0
-
 
 @dataclass(frozen=True)
-class HeadSettings:
-    """Optimisation and input of a dense task (paper defaults); ``device`` is ``cpu`` or ``cuda``."""
-
-    epochs: int = 50
-    patience: int = 10
-    lr: float = 5e-4
-    weight_decay: float = 1e-6
-    batch_size: int = 16
-    input_size: int = 512
-    workers: int = 0
-    device: str = "cpu"
-    seed: int = 0
-    cache_gib: float = DEFAULT_CACHE_GIB  # stage outputs kept per encoder (imitate.evaluate.stage_batches)
-
-    def __post_init__(self) -> None:
-        if min(self.epochs, self.patience, self.batch_size) < 1 or self.input_size < 32 or self.workers < 0:
-            raise ValueError(f"need epochs, patience, batch_size >= 1, input_size >= 32, workers >= 0: {self}")
-        if not self.cache_gib >= 0:
-            raise ValueError(f"cache_gib must be >= 0, got {self.cache_gib}")
-        if torch.device(self.device).type not in ("cpu", "cuda"):
-            raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
-
-
-@dataclass(frozen=True)
-class EpochLoss:
-    """One epoch: the mean training and validation loss per batch."""
+class EpochScore:
+    """One epoch: the mean training loss and the validation score after it."""
 
     epoch: int
     train_loss: float
-    val_loss: float
+    val_score: float
 
 
 @dataclass(frozen=True)
 class FitResult:
-    """The best epoch (lowest validation loss), its loss, and every epoch's losses."""
+    """The best epoch (numbered from 1), its validation score, and every epoch's record."""
 
     best_epoch: int
-    best_val_loss: float
-    history: tuple[EpochLoss, ...]
+    best_score: float
+    history: tuple[EpochScore, ...]
 
 
-def stage_cache(encoder: FrozenStages, stages: Iterable[int], settings: HeadSettings) -> StageCache:
-    """A cache of ``encoder``'s ``stages`` for a head trained with ``settings`` (its batch, device, budget)."""
-    return StageCache(encoder, tuple(stages), batch_size=settings.batch_size, device=settings.device,
-                      budget_bytes=int(settings.cache_gib * 2**30), workers=settings.workers)
+@dataclass(frozen=True)
+class Selection:
+    """How the best epoch is chosen: the score's name (for logs), its direction, and the patience."""
+
+    score: str
+    maximise: bool
+    patience: int | None = None
+
+    def better(self, score: float, best: float | None) -> bool:
+        """Whether ``score`` improves strictly on ``best`` (a non-finite score never does)."""
+        if not math.isfinite(score):
+            return False
+        return best is None or (score > best if self.maximise else score < best)
 
 
-def fit_head(
-    head: nn.Module,
-    head_loss: HeadLoss,
-    train: StageBatches,
-    val: StageBatches,
-    settings: HeadSettings,
+def fit(
+    model: nn.Module,
+    train_epoch: Callable[[int], tuple[float, int]],
+    validate: Callable[[], float],
     *,
+    epochs: int,
+    selection: Selection,
     name: str,
 ) -> FitResult:
-    """Train ``head``'s trainable parameters on ``train``; leave it holding the best validation state."""
-    if len(train) < 2 or len(val) < 1:
-        raise ValueError(f"{name}: needs at least 2 training and 1 validation images, got {len(train)} and {len(val)}")
-    device = torch.device(settings.device)
-    trainable = [p for p in head.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
-    history: list[EpochLoss] = []
-    best_state, best = None, (math.inf, 0)
-    with deterministic_on_cpu(device):
-        for epoch in range(1, settings.epochs + 1):
-            epoch_seed = int(np.random.SeedSequence([settings.seed, epoch]).generate_state(1)[0])
-            generator = torch.Generator(device=device).manual_seed(epoch_seed)  # used only by augmented batches
-            start = time.perf_counter()
-            train_loss, seen = _train_epoch(head, head_loss, train.epoch(epoch, shuffle=True, generator=generator),
-                                            optimizer, device)
-            seconds = time.perf_counter() - start
-            val_loss = validation_loss(head, head_loss, val, device)
-            history.append(EpochLoss(epoch, train_loss, val_loss))
-            log.info("%s epoch %d: train loss %.4f, validation loss %.4f (training %.1f s, %.1f images/s)",
-                     name, epoch, train_loss, val_loss, seconds, seen / seconds)
-            if val_loss < best[0]:
-                best = (val_loss, epoch)
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in head.state_dict().items()}
-            elif epoch - best[1] >= settings.patience:
-                log.info("%s: no better validation loss for %d epochs, stopping", name, settings.patience)
-                break
-    if best_state is None:
-        raise RuntimeError(f"{name}: the validation loss was never finite (diverged?)")
-    head.load_state_dict(best_state)
-    return FitResult(best[1], best[0], tuple(history))
+    """Train ``model`` for up to ``epochs`` epochs; leave it holding the best validation state.
 
-
-def _train_epoch(
-    head: nn.Module,
-    head_loss: HeadLoss,
-    batches: Iterator[StageBatch],
-    optimizer: torch.optim.Optimizer,
-    device: torch.device,
-) -> tuple[float, int]:
-    """One pass over ``batches``: the mean loss per batch, and how many images the batches held."""
-    head.train()
-    total, count, images = 0.0, 0, 0
-    for batch in batches:
-        with autocast(device):
-            loss = head_loss(head, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += float(loss.detach())
-        count += 1
-        images += len(batch[2])
-    return total / max(count, 1), images
-
-
-@torch.no_grad()
-def validation_loss(head: nn.Module, head_loss: HeadLoss, images: StageBatches, device: torch.device) -> float:
-    """The mean loss per batch of ``images``, in eval mode, without augmentation."""
-    head.eval()
-    losses = []
-    for batch in images.epoch(0, shuffle=False):
-        with autocast(device):
-            losses.append(float(head_loss(head, batch)))
-    return float(np.mean(losses)) if losses else math.inf
+    ``train_epoch(epoch)`` returns the epoch's mean training loss and the number of images it saw;
+    ``validate()`` returns the validation score. RuntimeError when no epoch had a finite score.
+    """
+    history: list[EpochScore] = []
+    best_state, best_score, best_epoch = None, None, 0
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        train_loss, images = train_epoch(epoch)
+        seconds = time.perf_counter() - start
+        score = validate()
+        history.append(EpochScore(epoch, train_loss, score))
+        log.info("%s epoch %d: train loss %.4f, validation %s %.4f (training %.1f s, %.1f images/s)",
+                 name, epoch, train_loss, selection.score, score, seconds, images / max(seconds, 1e-9))
+        if selection.better(score, best_score):
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_score, best_epoch = score, epoch
+        elif selection.patience is not None and epoch - best_epoch >= selection.patience:
+            log.info("%s: no better validation %s for %d epochs, stopping", name, selection.score, selection.patience)
+            break
+    if best_state is None or best_score is None:
+        raise RuntimeError(f"{name}: the validation {selection.score} was never finite (diverged?)")
+    model.load_state_dict(best_state)
+    return FitResult(best_epoch, float(best_score), tuple(history))

@@ -7,10 +7,8 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-TASKS: tuple[str, ...] = (
-    "linear_classification", "finetune_classification", "segmentation", "detection", "zero_shot", "retrieval"
-)
-DENSE_TASKS: tuple[str, ...] = ("segmentation", "detection")  # also write a preview PNG of their predictions
+from imitate.evaluate.tasks import TASKS
+
 FRACTION_ALL = "all"  # the fraction of tasks that train nothing (zero-shot, retrieval)
 RESULT_SCHEMA = pa.schema(
     [

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -28,8 +28,10 @@ from safetensors.torch import load_file
 from imitate.embed.embeddings import EmbedSettings, embed_unique, embedding_facts, normalise
 from imitate.embed.encoder import TextEncoder, load_encoder
 from imitate.embed.store import check_facts
-from imitate.evaluate.dataset import EvalDataset
-from imitate.evaluate.features import Features, extract_features
+from imitate.evaluate.data.features import Features, extract_features
+from imitate.evaluate.data.prepared import EvalDataset
+from imitate.evaluate.request import EvalRequest
+from imitate.evaluate.rows import FRACTION_ALL, result_rows
 from imitate.models import ImitateModel, ModelConfig
 from imitate.shards.reader import shard_paths
 from imitate.train.pretrain import MODEL_FILE, MODEL_METADATA_KEY
@@ -251,3 +253,32 @@ def embed_split(
         labels=dataset.labels[rows],
         texts=[dataset.texts[i] for i in rows],
     )
+
+
+def run_vision_language(
+    request: EvalRequest, metrics_of: Callable[[JointModel, TextTower, EvalDataset], dict[str, float]]
+) -> list[dict[str, object]]:
+    """Rows of a joint-space task (zero-shot, retrieval): the pretrained model once, a random model per seed.
+
+    ``metrics_of(joint, text, dataset)`` scores one model.
+    """
+    method = request.method
+    if method.weights not in ("pretrain", "random"):
+        raise ValueError(f"{request.task} needs a whole IMITATE model: method {method.name!r} has "
+                         f"weights {method.weights!r} (use pretrain or random)")
+    dataset = request.dataset()
+    info = request.run_info(dataset)
+    text = load_text_tower(text_settings(request.text_settings), device=request.device)
+    rows: list[dict[str, object]] = []
+    for seed in request.seeds if method.is_random else request.seeds[:1]:
+        if method.is_random:
+            cfg = model_config_from_dict({**request.model_settings, "text_dim": text.encoder.dim}, "config model:")
+            joint = random_vl_model(cfg, seed)
+        else:
+            if request.weights_file is None:
+                raise ValueError(f"{request.task}: method {method.name!r} needs its model.safetensors")
+            joint = load_vl_model(request.weights_file)
+        joint.model.to(request.device)
+        rows += result_rows(info, fraction=FRACTION_ALL, seed=seed, metrics=metrics_of(joint, text, dataset),
+                            n_train=None, n_test=len(dataset.keys_of("test")))
+    return rows

@@ -18,7 +18,7 @@ from typing import Any
 
 from imitate.datasets import load_adapter
 from imitate.datasets.mimic_5x200 import LABEL_COLUMNS
-from imitate.evaluate.rows import TASKS
+from imitate.evaluate.tasks import TASKS
 from imitate.manifest.build import METADATA_TYPES, SPLIT_TYPES
 
 MIMIC = "MIMIC-CXR"  # the subject name of the data: block

@@ -35,13 +35,11 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import v2
 
 from imitate.embed.store import embedding_matrix
+from imitate.images.transforms import build_train_transform, crop_transform
 from imitate.shards.reader import decode_sample, tar_samples
 
 log = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-AUGMENTS = ("paper", "official")
 BATCH_KEYS = ("view1", "view2", "findings_emb", "impression_emb", "has_findings", "study_id")
 EMBEDDING_COLUMNS = ("study_id", "findings_emb", "impression_emb", "has_findings")
 REPORT_COLUMN = "report_emb"
@@ -110,55 +108,6 @@ def load_embeddings(path: str | Path) -> dict[int, TextEmbedding]:
     }
 
 
-def _normalise() -> list[v2.Transform]:
-    return [
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Grayscale(num_output_channels=3),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-        v2.ToPureTensor(),
-    ]
-
-
-def build_train_transform(crop_size: int, augment: str = "paper", rotation_degrees: float = 15.0) -> v2.Compose:
-    """uint8 HxW (numpy or 1xHxW tensor) -> one augmented float32 3 x crop x crop view.
-
-    ``paper`` (Sec. IV-A): random crop, horizontal flip, rotation in ±``rotation_degrees`` (the paper
-    allows up to 180), autocontrast. ``official`` (the authors' code): random crop, horizontal and
-    vertical flips, rotation ±30, perspective (0.5, p 0.5), autocontrast; its RandomGrayscale is a no-op
-    on grayscale images and is left out, and its bicubic perspective is bilinear here because
-    torchvision supports bicubic only for PIL images. Flips and autocontrast use p = 0.5.
-    """
-    if augment == "paper":
-        steps = [
-            v2.RandomCrop(crop_size),
-            v2.RandomHorizontalFlip(),
-            v2.RandomRotation(rotation_degrees),
-            v2.RandomAutocontrast(),
-        ]
-    elif augment == "official":
-        steps = [
-            v2.RandomCrop(crop_size),
-            v2.RandomHorizontalFlip(),
-            v2.RandomVerticalFlip(),
-            v2.RandomRotation(30),
-            v2.RandomPerspective(distortion_scale=0.5, p=0.5, interpolation=v2.InterpolationMode.BILINEAR),
-            v2.RandomAutocontrast(),
-        ]
-    else:
-        raise ValueError(f"augment must be one of {AUGMENTS}, got {augment!r}")
-    return v2.Compose([v2.ToImage(), *steps, *_normalise()])
-
-
-def crop_transform(crop_size: int) -> v2.Compose:
-    """uint8 HxW -> uint8 1 x crop x crop: the paper pipeline's random crop alone."""
-    return v2.Compose([v2.ToImage(), v2.RandomCrop(crop_size), v2.ToPureTensor()])
-
-
-def build_eval_transform(crop_size: int) -> v2.Compose:
-    """uint8 HxW -> float32 3 x crop x crop: a center crop (no resize) and the training normalisation."""
-    return v2.Compose([v2.ToImage(), v2.CenterCrop(crop_size), *_normalise()])
-
-
 def steps_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) -> int:
     """Batches each rank takes per epoch: full global batches only (the remainder is not a step)."""
     steps = num_samples // (batch_size * world_size)
@@ -191,7 +140,7 @@ def build_pretrain_loader(
     ``view1``/``view2`` float32 B x 3 x crop x crop, ``findings_emb``/``impression_emb`` float32 B x D
     (findings zero where missing), ``has_findings`` bool B, ``study_id`` int64 B; plus ``report_emb``
     float32 B x D when the embeddings have whole-report vectors. With ``crop_only`` the views are just
-    the random crops, uint8 B x 1 x crop x crop, for :func:`imitate.train.batch_augment.augment_batch`
+    the random crops, uint8 B x 1 x crop x crop, for :func:`imitate.images.transforms.augment_batch`
     to finish on the GPU. ``num_samples`` is the
     number of training images (the epoch length); ``len(loader)`` is :func:`steps_per_epoch`.
     """

@@ -15,10 +15,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from imitate.embed.store import check_facts
+from imitate.images.transforms import augment_batch
 from imitate.losses import ImitateLoss
 from imitate.losses.imitate_loss import TERMS
 from imitate.models import ImitateModel
-from imitate.train.batch_augment import augment_batch
 from imitate.train.checkpoint import rng_state, set_rng_state
 from imitate.train.distributed import Ranks, any_rank
 from imitate.train.progress import Progress, check_same_config

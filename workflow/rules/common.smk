@@ -13,8 +13,8 @@ validate(config, "../schemas/config.schema.yaml")
 sys.path.insert(0, workflow.basedir)
 from imitate.config import PRETRAIN_SCHEDULING_KEYS, config_hash  # noqa: E402  (this checkout, also under --sdm conda)
 from imitate.datasets import load_adapter  # noqa: E402
-from imitate.evaluate.rows import DENSE_TASKS, TASKS  # noqa: E402
-from imitate.evaluate.task_config import task_settings  # noqa: E402
+from imitate.evaluate.tasks import DENSE_TASKS, TASKS  # noqa: E402
+from imitate.evaluate.settings import task_settings  # noqa: E402
 from imitate.provenance.code import stage_code_sha256  # noqa: E402
 from imitate.preflight.raw_roots import check_outputs_outside_raw_roots  # noqa: E402
 

@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from imitate.datasets.masks import NO_MASK, box_mask, decode_rle
-from imitate.evaluate.shard_images import ImageMember, read_image
+from imitate.evaluate.data.shard_images import ImageMember, read_image
 
 _GEOMETRY = ("key", "orig_width", "orig_height", "crop_x0", "crop_y0", "crop_x1", "crop_y1")
 
@@ -121,7 +121,7 @@ class DenseImages(Dataset):
     ``(image uint8 1 x S x S, mask uint8 S x S, boxes float32 N x 4 in input pixels)``.
 
     ``masks=False`` skips rendering the masks (detection), giving an empty 0 x 0 mask. ``seed`` orders
-    shuffled epochs (:func:`imitate.evaluate.shard_images.epoch_loader`); nothing here is random.
+    shuffled epochs (:func:`imitate.evaluate.data.shard_images.epoch_loader`); nothing here is random.
     """
 
     def __init__(

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imitate.images.transforms import build_eval_transform
 from imitate.shards.reader import iter_samples
-from imitate.train.data import build_eval_transform
 
 
 @dataclass

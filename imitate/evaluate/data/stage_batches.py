@@ -13,7 +13,7 @@ encoded batch by batch every epoch, as before.
 
 A batch is ``(stages, masks, boxes)``: the kept stage outputs, the masks as float B x 1 x S x S (B x 1 x 0 x 0
 for detection) and each image's boxes in input pixels. Shuffled epochs use the permutation of
-:func:`imitate.evaluate.shard_images.epoch_batches` (same seed, same order, the same lone last image
+:func:`imitate.evaluate.data.shard_images.epoch_batches` (same seed, same order, the same lone last image
 dropped), so caching changes which values are stored, not which images form a batch. On CPU the stored
 outputs equal those computed per batch up to float rounding (convolution kernels may block a batch
 differently).
@@ -27,11 +27,11 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from imitate.evaluate.dense_data import DenseImages, collate_dense
-from imitate.evaluate.runtime import autocast
-from imitate.evaluate.shard_images import epoch_batches, epoch_loader
+from imitate.evaluate.data.dense import DenseImages, collate_dense
+from imitate.evaluate.data.shard_images import epoch_batches, epoch_loader
+from imitate.evaluate.device import autocast
+from imitate.images.transforms import normalise
 from imitate.models.frozen import FrozenStages
-from imitate.train.batch_augment import normalise
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,19 @@
-"""Evaluation metrics computed from scratch (and checked against scikit-learn in the tests)."""
+"""Classification metrics computed from scratch (and checked against scikit-learn in the tests), and the
+metrics each kind of dataset reports.
+
+``binary`` and ``multilabel`` datasets report ``auc_macro`` and ``auc:<label>`` and select epochs on
+validation macro AUC; ``multiclass`` datasets (one-hot labels, e.g. COVIDx) report ``acc`` and
+``auc_macro`` (one-vs-rest AUC of the softmax probabilities, averaged over the classes) and select on
+validation accuracy, the paper's COVIDx metric.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+
+from imitate.datasets.base import KINDS
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
@@ -69,3 +80,39 @@ def precision_at_k(relevant: np.ndarray, k: int) -> float:
     if not 1 <= k <= relevant.shape[1]:
         raise ValueError(f"Precision@{k} needs 1 <= k <= {relevant.shape[1]} candidates")
     return float(relevant[:, :k].mean())
+
+
+def class_indices(labels: np.ndarray, where: str) -> np.ndarray:
+    """Class index of every row of a one-hot (N, C) label matrix; ValueError naming ``where`` otherwise."""
+    labels = np.asarray(labels)
+    if labels.ndim != 2 or not np.isin(labels, (0.0, 1.0)).all() or not (labels.sum(1) == 1).all():
+        raise ValueError(f"{where}: multiclass labels must be one-hot rows (exactly one 1 per image)")
+    return labels.argmax(1)
+
+
+def classification_metrics(
+    kind: str, labels: np.ndarray, probabilities: np.ndarray, label_names: Sequence[str]
+) -> dict[str, float]:
+    """Test metrics of one kind of dataset, by name: see the module docstring."""
+    check_kind(kind)
+    if len(label_names) != labels.shape[1]:
+        raise ValueError(f"{len(label_names)} label names for {labels.shape[1]} label columns")
+    if kind == "multiclass":
+        truth = class_indices(labels, "test")
+        return {"acc": accuracy(truth, probabilities.argmax(1)), "auc_macro": macro_auc(labels, probabilities)}
+    per_label = per_label_auc(labels, probabilities)
+    return {"auc_macro": macro_auc(labels, probabilities)} | {
+        f"auc:{name}": float(auc) for name, auc in zip(label_names, per_label, strict=True)
+    }
+
+
+def validation_score(kind: str, labels: np.ndarray, probabilities: np.ndarray) -> float:
+    """What selects the epoch: accuracy for multiclass, macro AUC otherwise."""
+    if kind == "multiclass":
+        return accuracy(labels.argmax(1), probabilities.argmax(1))
+    return macro_auc(labels, probabilities)
+
+
+def check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown dataset kind {kind!r}; kinds are {', '.join(KINDS)}")

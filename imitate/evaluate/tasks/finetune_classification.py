@@ -12,50 +12,53 @@ geometric RandAugment operations with a rotation of up to ±10°. ``none`` takes
 crop (an ablation). Validation and test images take the center crop alone.
 
 Where: the DataLoader workers only decode and crop (uint8, one channel); flip, rotation and the
-normalisation run on the whole batch on the device (:func:`imitate.train.batch_augment.apply_augmentations`,
+normalisation run on the whole batch on the device (:func:`imitate.images.transforms.apply_augmentations`,
 as pretraining does). The per-image rotation on the CPU cost more than decoding, and the workers could
 not feed an H100; uint8 batches are also a twelfth of the float ones to copy. The normalisation is
 pretraining's ([0, 1], three channels, ImageNet mean/std), the input the encoder learned on.
 
 Not in the paper, and chosen here: weight decay 1e-6 (MGCA's downstream value) and a constant learning
-rate. Training images are read from the shards by key (:mod:`imitate.evaluate.shard_images`), never
-held in memory. On CPU the run is deterministic for a seed (deterministic algorithms are enforced); on
-CUDA it runs in bf16 autocast with channels_last, as pretraining does, and is not bitwise reproducible.
+rate. Training images are read from the shards by key (:mod:`imitate.evaluate.data.shard_images`), never
+held in memory. The best epoch is chosen by :func:`imitate.evaluate.fit.fit`. On CPU the run is
+deterministic for a seed (deterministic algorithms are enforced); on CUDA it runs in bf16 autocast with
+channels_last, as pretraining does, and is not bitwise reproducible.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
 from imitate.datasets.base import KINDS
-from imitate.evaluate.dataset import EvalDataset
-from imitate.evaluate.linear import classification_metrics
-from imitate.evaluate.metrics import macro_auc
-from imitate.evaluate.runtime import autocast, deterministic_on_cpu, model_device
-from imitate.evaluate.shard_images import LabelledImages, Transform, epoch_loader, index_shard_images
+from imitate.evaluate.data.prepared import EvalDataset, read_subsets
+from imitate.evaluate.data.shard_images import LabelledImages, Transform, epoch_loader, index_shard_images
+from imitate.evaluate.device import autocast, deterministic_on_cpu, model_device
+from imitate.evaluate.encoders import build_encoder
+from imitate.evaluate.fit import FitResult, Selection, fit
+from imitate.evaluate.metrics.classification import classification_metrics, macro_auc
+from imitate.evaluate.request import EvalRequest
+from imitate.evaluate.rows import result_rows
+from imitate.evaluate.settings import from_block
+from imitate.images.transforms import kad_augment, kad_crop_transform
 from imitate.shards.reader import shard_paths
-from imitate.train.batch_augment import apply_augmentations
 
 log = logging.getLogger(__name__)
 
 AUGMENTS = ("kad", "none")
-KAD_CROP_SCALE = (0.2, 1.0)
-KAD_ROTATION_DEGREES = 10.0
 FINETUNE_KINDS = tuple(k for k in KINDS if k != "multiclass")
 
 
 @dataclass(frozen=True)
-class FinetuneSettings:
+class Settings:
     """Optimisation and input of fine-tuning (paper §IV-B defaults); ``device`` is ``cpu`` or ``cuda``."""
 
     epochs: int = 50
@@ -76,14 +79,11 @@ class FinetuneSettings:
         if torch.device(self.device).type not in ("cpu", "cuda"):
             raise ValueError(f"finetune device must be cpu or cuda, got {self.device!r}")
 
-
-@dataclass(frozen=True)
-class EpochRecord:
-    """One epoch: mean training loss over its images and the validation macro AUC after it."""
-
-    epoch: int
-    train_loss: float
-    val_auc_macro: float
+    @classmethod
+    def from_block(cls, block: Mapping[str, Any], **fixed: Any) -> Settings:
+        """The settings of an ``evaluate.finetune_classification`` block, with ``fixed`` ones (crop_size,
+        device, seed) added."""
+        return from_block(cls, block, "evaluate.finetune_classification", **fixed)
 
 
 @dataclass(frozen=True)
@@ -94,38 +94,10 @@ class FinetuneResult:
     """
 
     metrics: dict[str, float]
-    best_epoch: int
-    best_val_auc_macro: float
+    fit: FitResult
     n_train: int
     n_test: int
-    history: tuple[EpochRecord, ...]
     test_probabilities: np.ndarray
-
-
-def crop_transform(crop_size: int, augment: str) -> v2.Compose:
-    """uint8 H x W tensor -> uint8 1 x crop x crop: ``kad``'s random resized crop, or the center crop."""
-    if augment == "kad":
-        crop = v2.RandomResizedCrop(crop_size, scale=KAD_CROP_SCALE, antialias=True)
-    elif augment == "none":
-        crop = v2.CenterCrop(crop_size)
-    else:
-        raise ValueError(f"finetune augment must be one of {', '.join(AUGMENTS)}, got {augment!r}")
-    return v2.Compose([v2.ToImage(), crop, v2.ToPureTensor()])
-
-
-def augment_and_normalise(images: Tensor, generator: torch.Generator | None) -> Tensor:
-    """uint8 B x 1 x H x W -> float32 B x 3 x H x W on the images' device.
-
-    With a ``generator`` (on that device), each image is flipped with p = 0.5 and rotated by a uniform
-    angle within ±``KAD_ROTATION_DEGREES``; without one, it is only normalised.
-    """
-    n, device = images.shape[0], images.device
-    if generator is None:
-        flip, angles = torch.zeros(n, dtype=torch.bool, device=device), torch.zeros(n, device=device)
-    else:
-        flip = torch.rand(n, generator=generator, device=device) < 0.5
-        angles = (torch.rand(n, generator=generator, device=device) * 2 - 1) * np.radians(KAD_ROTATION_DEGREES)
-    return apply_augmentations(images, flip, angles, torch.zeros(n, dtype=torch.bool, device=device))
 
 
 def finetune(
@@ -134,7 +106,7 @@ def finetune(
     dataset: EvalDataset,
     shards_manifest: str | Path,
     train_keys: Sequence[str],
-    settings: FinetuneSettings,
+    settings: Settings,
 ) -> FinetuneResult:
     """Train ``encoder`` (in place) and a new linear head on the ``train_keys`` images; test the best epoch.
 
@@ -151,8 +123,8 @@ def finetune(
         raise ValueError(f"dataset {dataset.name!r}: the training keys repeat some images")
     device = torch.device(settings.device)
     train = _split_images(dataset, shards_manifest, "train", sorted(train_keys), settings,
-                          crop_transform(settings.crop_size, settings.augment))
-    center_crop = crop_transform(settings.crop_size, "none")
+                          kad_crop_transform(settings.crop_size, settings.augment))
+    center_crop = kad_crop_transform(settings.crop_size, "none")
     val = _split_images(dataset, shards_manifest, "validate", None, settings, center_crop)
     test = _split_images(dataset, shards_manifest, "test", None, settings, center_crop)
     if len(train) < 2:
@@ -173,32 +145,25 @@ def finetune(
         return epoch_loader(images, epoch=epoch, batch_size=settings.batch_size, workers=settings.workers,
                             shuffle=shuffle, pin_memory=device.type == "cuda")
 
-    history: list[EpochRecord] = []
-    best_state, best = None, (-np.inf, 0)
+    def train_epoch(epoch: int) -> tuple[float, int]:
+        generator = None
+        if settings.augment == "kad":
+            epoch_seed = int(np.random.SeedSequence([settings.seed, epoch]).generate_state(1)[0])
+            generator = torch.Generator(device=device).manual_seed(epoch_seed)
+        return _train_epoch(model, loader(train, epoch, shuffle=True), optimizer, generator), len(train)
+
+    def validate() -> float:
+        return macro_auc(val_labels, _predict(model, loader(val, 0, shuffle=False)))
+
     with deterministic_on_cpu(device):
-        for epoch in range(1, settings.epochs + 1):
-            generator = None
-            if settings.augment == "kad":
-                epoch_seed = int(np.random.SeedSequence([settings.seed, epoch]).generate_state(1)[0])
-                generator = torch.Generator(device=device).manual_seed(epoch_seed)
-            loss = _train_epoch(model, loader(train, epoch, shuffle=True), optimizer, generator)
-            val_auc = macro_auc(val_labels, _predict(model, loader(val, 0, shuffle=False)))
-            history.append(EpochRecord(epoch, loss, val_auc))
-            log.info("%s epoch %d: train loss %.4f, validation macro AUC %.4f", dataset.name, epoch, loss, val_auc)
-            if val_auc > best[0]:
-                best = (val_auc, epoch)
-                best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        if best_state is None:
-            raise RuntimeError(f"dataset {dataset.name!r}: the validation macro AUC was never finite (diverged?)")
-        model.load_state_dict(best_state)
+        result = fit(model, train_epoch, validate, epochs=settings.epochs,
+                     selection=Selection("macro AUC", maximise=True), name=dataset.name)
         test_scores = _predict(model, loader(test, 0, shuffle=False))
     return FinetuneResult(
         metrics=classification_metrics(dataset.kind, test.labels.numpy(), test_scores, dataset.label_names),
-        best_epoch=best[1],
-        best_val_auc_macro=float(best[0]),
+        fit=result,
         n_train=len(train),
         n_test=len(test),
-        history=tuple(history),
         test_probabilities=test_scores,
     )
 
@@ -208,7 +173,7 @@ def _split_images(
     manifest: str | Path,
     split: str,
     keys: list[str] | None,
-    settings: FinetuneSettings,
+    settings: Settings,
     transform: Transform,
 ) -> LabelledImages:
     """The images of ``split``'s shards (only ``keys`` when given), labelled from ``dataset``."""
@@ -230,7 +195,7 @@ def _split_images(
 
 def _inputs(images: Tensor, device: torch.device, generator: torch.Generator | None) -> Tensor:
     """A loader's uint8 crops as the model's input on ``device``: augmented (with a generator), normalised."""
-    x = augment_and_normalise(images.to(device, non_blocking=True), generator)
+    x = kad_augment(images.to(device, non_blocking=True), generator)
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" else x
 
 
@@ -266,3 +231,19 @@ def _predict(model: nn.Module, batches: DataLoader) -> np.ndarray:
             logits = model(_inputs(images, device, None))
         scores.append(torch.sigmoid(logits.float()).cpu().numpy())
     return np.concatenate(scores)
+
+
+def run(request: EvalRequest) -> list[dict[str, object]]:
+    """Fine-tuning rows: a fresh encoder trained per subset fraction and seed."""
+    dataset = request.dataset()
+    info = request.run_info(dataset)
+    rows: list[dict[str, object]] = []
+    for seed in request.seeds:
+        for fraction, keys in sorted(read_subsets(request.subsets).items()):
+            encoder = build_encoder(request.method, request.backbone, seed=seed, pretrained=request.weights_file)
+            settings = Settings.from_block(request.settings, crop_size=request.crop_size, device=request.device,
+                                           seed=seed)
+            result = finetune(encoder, encoder.num_features, dataset, request.shards, keys, settings)
+            rows += result_rows(info, fraction=fraction, seed=seed, metrics=result.metrics, n_train=result.n_train,
+                                n_test=result.n_test, best_epoch=result.fit.best_epoch)
+    return rows

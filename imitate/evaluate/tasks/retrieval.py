@@ -10,14 +10,25 @@ share of relevant candidates among the top K (GLoRIA publishes no script for it;
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from imitate.evaluate.dataset import EvalDataset
-from imitate.evaluate.metrics import precision_at_k
-from imitate.evaluate.vision_language import JointModel, TextTower, check_text_tower, embed_split, embed_texts
+from imitate.evaluate.data.prepared import EvalDataset
+from imitate.evaluate.metrics.classification import precision_at_k
+from imitate.evaluate.request import EvalRequest
+from imitate.evaluate.settings import from_block
+from imitate.evaluate.vision_language import (
+    JointModel,
+    TextTower,
+    check_text_tower,
+    embed_split,
+    embed_texts,
+    run_vision_language,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,3 +81,23 @@ def retrieval_metrics(
     reports = embed_texts(joint, images.texts, text, device=device)
     log.info("retrieval %s: %d images against %d reports", dataset.name, len(images.keys), len(reports))
     return precision_at_ks(classes, classes, rank_candidates(images.embeddings, reports), ks)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``evaluate.retrieval`` block: the K of each ``precision@K``."""
+
+    k: tuple[int, ...] = PAPER_KS
+
+    @classmethod
+    def from_block(cls, block: Mapping[str, Any]) -> Settings:
+        """The settings of an ``evaluate.retrieval`` block."""
+        return from_block(cls, block, "evaluate.retrieval")
+
+
+def run(request: EvalRequest) -> list[dict[str, object]]:
+    """Retrieval rows: the pretrained model once, a random model per seed."""
+    ks = Settings.from_block(request.settings).k
+    return run_vision_language(request, lambda joint, text, dataset: retrieval_metrics(
+        joint, dataset, request.shards, ks=ks, text=text, crop_size=request.crop_size,
+        batch_size=request.batch_size, device=request.device))

@@ -2,13 +2,10 @@
 
 The protocol, as the paper states it after MGCA [4]: images and masks at 512 x 512, the encoder frozen
 and only the U-Net decoder trained (:mod:`imitate.models.unet`), AdamW lr 5e-4 / weight decay 1e-6, up to
-50 epochs with early stopping on the validation loss (:func:`imitate.evaluate.head_training.fit_head`),
-batch 16 (RSNA) / 8 (SIIM); Dice at threshold 0.5 (:mod:`imitate.evaluate.dense_metrics`).
+50 epochs with early stopping on the validation loss (:func:`imitate.evaluate.heads.fit_head`),
+batch 16 (RSNA) / 8 (SIIM); Dice at threshold 0.5 (:mod:`imitate.evaluate.metrics.dense`).
 
-Loss: the paper writes ``alpha x FocalLoss + DiceLoss`` with alpha = 10 and cites MGCA, whose code
-computes ``10 x focal - log(dice)``. We follow the paper: sigmoid focal loss (gamma 2, no alpha
-class weighting, mean over pixels) plus ``1 - Dice``, the soft Dice of the whole batch (smoothed by 1 so a
-batch without lesions has a defined loss that is low when the prediction is empty).
+Loss: :func:`imitate.losses.segmentation.segmentation_loss` (``alpha x focal + Dice``).
 
 Augmentation: "the same data augmentation techniques as in [4]", i.e. MGCA's albumentations
 ``ShiftScaleRotate(shift 0.0625, scale 0.1, rotate 10°)`` with p = 0.5. :func:`augment_pairs` draws the
@@ -17,7 +14,7 @@ once. albumentations reflects at the border by default; we pad with zeros (black
 
 SIIM's training set (MGCA, the paper's [4]): every positive image and as many random negatives
 (:func:`balanced_keys`, applied by the caller before the images are built; ``negatives_per_positive``
-in :class:`SegmentationSettings` carries the ratio, None for RSNA, which keeps all images).
+in :class:`Settings` carries the ratio, None for RSNA, which keeps all images).
 
 On CPU a run is repeatable for a seed (decoder initialisation, epoch order and augmentation are seeded,
 deterministic algorithms enforced); on CUDA it runs in bf16 autocast with channels_last and is not bitwise
@@ -28,19 +25,25 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from imitate.evaluate.dense_data import DenseImages
-from imitate.evaluate.dense_metrics import DiceAccumulator
-from imitate.evaluate.head_training import EpochLoss, HeadSettings, fit_head, stage_cache
-from imitate.evaluate.runtime import autocast, deterministic_on_cpu, model_device
-from imitate.evaluate.stage_batches import StageBatch, StageBatches, StageCache
+from imitate.evaluate.data.dense import DenseImages, is_positive
+from imitate.evaluate.data.stage_batches import StageBatch, StageBatches, StageCache
+from imitate.evaluate.dense import DenseJob, run_dense
+from imitate.evaluate.device import autocast, deterministic_on_cpu, model_device
+from imitate.evaluate.fit import EpochScore
+from imitate.evaluate.heads import HeadSettings, fit_head, stage_cache
+from imitate.evaluate.metrics.dense import DiceAccumulator
+from imitate.evaluate.request import EvalRequest
+from imitate.evaluate.settings import from_block
+from imitate.losses.segmentation import segmentation_loss
 from imitate.models.frozen import FrozenStages
 from imitate.models.unet import DECODER_CHANNELS, UNetDecoder
 
@@ -53,7 +56,7 @@ ROTATION_DEGREES = 10.0
 
 
 @dataclass(frozen=True)
-class SegmentationSettings:
+class Settings:
     """A segmentation run: the head's optimisation and input, the loss weight, augmentation and threshold.
 
     ``negatives_per_positive`` is the training set's negatives per positive image for :func:`balanced_keys`
@@ -75,6 +78,15 @@ class SegmentationSettings:
             raise ValueError(f"negatives_per_positive must be >= 0 or None, got {self.negatives_per_positive}")
 
 
+    @classmethod
+    def from_block(cls, block: Mapping[str, Any], *, device: str, seed: int) -> Settings:
+        """The settings of an ``evaluate.segmentation`` block: its head keys make the :class:`HeadSettings`."""
+        head_keys = {f.name for f in fields(HeadSettings)}
+        where = "evaluate.segmentation"
+        head = from_block(HeadSettings, {k: v for k, v in block.items() if k in head_keys}, where, device=device,
+                          seed=seed)
+        return from_block(cls, {k: v for k, v in block.items() if k not in head_keys}, where, head=head)
+
 @dataclass(frozen=True, eq=False)  # eq=False: comparing array fields with == has no single truth value
 class PreviewImage:
     """One test image at the input size with its ground truth and thresholded prediction."""
@@ -93,32 +105,8 @@ class SegmentationResult:
     best_epoch: int
     n_train: int
     n_test: int
-    history: tuple[EpochLoss, ...]
+    history: tuple[EpochScore, ...]
     preview: tuple[PreviewImage, ...]
-
-
-# ---------------------------------------------------------------- losses
-
-
-def focal_loss(logits: Tensor, target: Tensor, gamma: float = 2.0) -> Tensor:
-    """Sigmoid focal loss ``-(1 - p_t)^gamma log(p_t)``, the mean over pixels (float32, no class weight)."""
-    logits, target = logits.float(), target.float()
-    cross_entropy = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    p = torch.sigmoid(logits)
-    p_true = p * target + (1 - p) * (1 - target)
-    return ((1 - p_true) ** gamma * cross_entropy).mean()
-
-
-def dice_loss(logits: Tensor, target: Tensor, smooth: float = 1.0) -> Tensor:
-    """``1 - (2 |P G| + smooth) / (|P| + |G| + smooth)`` with soft P = sigmoid(logits), over the whole batch."""
-    p, target = torch.sigmoid(logits.float()), target.float()
-    overlap = (p * target).sum()
-    return 1 - (2 * overlap + smooth) / (p.sum() + target.sum() + smooth)
-
-
-def segmentation_loss(logits: Tensor, target: Tensor, alpha: float = 10.0) -> Tensor:
-    """The paper's ``alpha x Focal + Dice`` (MGCA's code uses ``- log(dice)`` instead of ``1 - dice``)."""
-    return alpha * focal_loss(logits, target) + dice_loss(logits, target)
 
 
 # ---------------------------------------------------------------- augmentation
@@ -209,7 +197,7 @@ def segment(
     train: DenseImages,
     val: DenseImages,
     test: DenseImages,
-    settings: SegmentationSettings,
+    settings: Settings,
     *,
     name: str,
     preview: int = 8,
@@ -258,7 +246,7 @@ def segment(
 
 @torch.inference_mode()
 def _test(
-    decoder: nn.Module, batches: StageBatches, test: DenseImages, settings: SegmentationSettings, preview: int
+    decoder: nn.Module, batches: StageBatches, test: DenseImages, settings: Settings, preview: int
 ) -> tuple[dict[str, float], tuple[PreviewImage, ...]]:
     """Dice of the thresholded predictions on ``test``, and the preview images (positives first, by key)."""
     decoder.eval()
@@ -281,3 +269,18 @@ def _test(
                 del shown[preview:]
         start += len(truth)
     return accumulator.metrics(), tuple((candidates[True] + candidates[False])[:preview])
+
+
+def run(request: EvalRequest) -> list[dict[str, object]]:
+    """Segmentation rows for every fraction and seed; SIIM-style balanced training sets are drawn with the
+    dataset's subset seed, so every method and every evaluation seed trains on the same images."""
+
+    def train_and_test(job: DenseJob, settings: Settings) -> SegmentationResult:
+        keys = balanced_keys(job.train_keys, lambda k: is_positive(job.targets[k]), settings.negatives_per_positive,
+                             job.dataset.facts.get("seed", 0))
+        return segment(job.encoder, job.train_images(keys), job.val, job.test, settings, name=job.name,
+                       cache=job.cache)
+
+    return run_dense(request, settings_of=lambda seed: Settings.from_block(request.settings, device=request.device,
+                                                                           seed=seed),
+                     stages=lambda encoder: range(len(encoder.channels)), masks=True, train_and_test=train_and_test)

@@ -32,9 +32,18 @@ from typing import Any
 
 import numpy as np
 
-from imitate.evaluate.dataset import EvalDataset
-from imitate.evaluate.metrics import accuracy, f1, macro_auc, roc_auc
-from imitate.evaluate.vision_language import EmbeddedSplit, JointModel, TextTower, embed_split, embed_texts
+from imitate.evaluate.data.prepared import EvalDataset
+from imitate.evaluate.metrics.classification import accuracy, f1, macro_auc, roc_auc
+from imitate.evaluate.request import EvalRequest
+from imitate.evaluate.settings import from_block
+from imitate.evaluate.vision_language import (
+    EmbeddedSplit,
+    JointModel,
+    TextTower,
+    embed_split,
+    embed_texts,
+    run_vision_language,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,3 +184,28 @@ def zero_shot_metrics(
         device=device,
     )
     return classification_metrics(scores)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The ``evaluate.zero_shot`` block: prompt templates (``positive``, ``negative``) and display names."""
+
+    templates: Mapping[str, str] = field(default_factory=lambda: {"positive": "{label}", "negative": "No {label}"})
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_block(cls, block: Mapping[str, Any]) -> Settings:
+        """The settings of an ``evaluate.zero_shot`` block."""
+        return from_block(cls, block, "evaluate.zero_shot")
+
+    def prompts(self) -> Prompts:
+        """The :class:`Prompts` these settings describe."""
+        return prompts_from_config({**self.templates, "names": dict(self.names)})
+
+
+def run(request: EvalRequest) -> list[dict[str, object]]:
+    """Zero-shot rows: the pretrained model once, a random model per seed."""
+    prompts = Settings.from_block(request.settings).prompts()
+    return run_vision_language(request, lambda joint, text, dataset: zero_shot_metrics(
+        joint, dataset, request.shards, prompts=prompts, text=text, crop_size=request.crop_size,
+        batch_size=request.batch_size, device=request.device))

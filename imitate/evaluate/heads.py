@@ -1,0 +1,118 @@
+"""Training a dense task's head on a frozen encoder: AdamW, early stopping on the validation loss.
+
+The paper's dense protocol (§IV-B, segmentation and detection): AdamW lr 5e-4, weight decay 1e-6, up to
+50 epochs, stopping once the validation loss has not decreased for 10 epochs ("steps" in the paper; we
+read it as epochs, as MGCA's EarlyStopping does). The state of the epoch with the lowest validation loss
+(the earliest on ties) is the one tested (:func:`imitate.evaluate.fit.fit`).
+
+The head sees the encoder's stage outputs (:mod:`imitate.evaluate.data.stage_batches`), so only the head is
+optimised and saved, and the encoder stays as loaded. The loss of a batch is the task's
+(:data:`HeadLoss`). Epoch order and augmentation are drawn from the seed, so a CPU run is repeatable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from imitate.evaluate.data.stage_batches import StageBatch, StageBatches, StageCache
+from imitate.evaluate.device import autocast, deterministic_on_cpu
+from imitate.evaluate.fit import FitResult, Selection, fit
+from imitate.models.frozen import FrozenStages
+
+HeadLoss = Callable[[nn.Module, StageBatch], Tensor]
+DEFAULT_CACHE_GIB = 4.0
+
+
+@dataclass(frozen=True)
+class HeadSettings:
+    """Optimisation and input of a dense task (paper defaults); ``device`` is ``cpu`` or ``cuda``."""
+
+    epochs: int = 50
+    patience: int = 10
+    lr: float = 5e-4
+    weight_decay: float = 1e-6
+    batch_size: int = 16
+    input_size: int = 512
+    workers: int = 0
+    device: str = "cpu"
+    seed: int = 0
+    cache_gib: float = DEFAULT_CACHE_GIB  # stage outputs kept per encoder (imitate.evaluate.data.stage_batches)
+
+    def __post_init__(self) -> None:
+        if min(self.epochs, self.patience, self.batch_size) < 1 or self.input_size < 32 or self.workers < 0:
+            raise ValueError(f"need epochs, patience, batch_size >= 1, input_size >= 32, workers >= 0: {self}")
+        if not self.cache_gib >= 0:
+            raise ValueError(f"cache_gib must be >= 0, got {self.cache_gib}")
+        if torch.device(self.device).type not in ("cpu", "cuda"):
+            raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
+
+
+def stage_cache(encoder: FrozenStages, stages: Iterable[int], settings: HeadSettings) -> StageCache:
+    """A cache of ``encoder``'s ``stages`` for a head trained with ``settings`` (its batch, device, budget)."""
+    return StageCache(encoder, tuple(stages), batch_size=settings.batch_size, device=settings.device,
+                      budget_bytes=int(settings.cache_gib * 2**30), workers=settings.workers)
+
+
+def fit_head(
+    head: nn.Module,
+    head_loss: HeadLoss,
+    train: StageBatches,
+    val: StageBatches,
+    settings: HeadSettings,
+    *,
+    name: str,
+) -> FitResult:
+    """Train ``head``'s trainable parameters on ``train``; leave it holding the lowest validation loss state."""
+    if len(train) < 2 or len(val) < 1:
+        raise ValueError(f"{name}: needs at least 2 training and 1 validation images, got {len(train)} and {len(val)}")
+    device = torch.device(settings.device)
+    trainable = [p for p in head.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.lr, weight_decay=settings.weight_decay)
+
+    def train_epoch(epoch: int) -> tuple[float, int]:
+        epoch_seed = int(np.random.SeedSequence([settings.seed, epoch]).generate_state(1)[0])
+        generator = torch.Generator(device=device).manual_seed(epoch_seed)  # used only by augmented batches
+        return _train_epoch(head, head_loss, train.epoch(epoch, shuffle=True, generator=generator), optimizer, device)
+
+    with deterministic_on_cpu(device):
+        return fit(head, train_epoch, lambda: validation_loss(head, head_loss, val, device), epochs=settings.epochs,
+                   selection=Selection("loss", maximise=False, patience=settings.patience), name=name)
+
+
+def _train_epoch(
+    head: nn.Module,
+    head_loss: HeadLoss,
+    batches: Iterator[StageBatch],
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+) -> tuple[float, int]:
+    """One pass over ``batches``: the mean loss per batch, and how many images the batches held."""
+    head.train()
+    total, count, images = 0.0, 0, 0
+    for batch in batches:
+        with autocast(device):
+            loss = head_loss(head, batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss.detach())
+        count += 1
+        images += len(batch[2])
+    return total / max(count, 1), images
+
+
+@torch.no_grad()
+def validation_loss(head: nn.Module, head_loss: HeadLoss, images: StageBatches, device: torch.device) -> float:
+    """The mean loss per batch of ``images``, in eval mode, without augmentation."""
+    head.eval()
+    losses = []
+    for batch in images.epoch(0, shuffle=False):
+        with autocast(device):
+            losses.append(float(head_loss(head, batch)))
+    return float(np.mean(losses)) if losses else math.inf
