@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = ROOT / "tests" / "data" / "tiny.yaml"
-
-
-def run_snakemake(workdir: Path, *args: str, snakefile: Path = ROOT / "Snakefile") -> subprocess.CompletedProcess:
-    """``snakemake`` on the tiny config in ``workdir``, with this interpreter's environment."""
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(snakefile), "--directory", str(workdir),
-           "--configfile", str(TINY), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=workdir)
+from tests.helpers.workflow import run_snakemake
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +18,15 @@ def tiny_run(tmp_path_factory) -> Path:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted((workdir / "logs").rglob("*.log")))
         pytest.fail(f"snakemake failed:\n{run.stderr[-5000:]}\n{logs}")
     return workdir
+
+
+@pytest.fixture(scope="module")
+def text():
+    """The text encoder of the joint space (a real MiniLM), once per test module (zero-shot, retrieval)."""
+    from imitate.embed.embeddings import EmbedSettings
+    from imitate.evaluate.vision_language import TextSettings, load_text_tower
+
+    return load_text_tower(TextSettings(embed=EmbedSettings(max_length=32, batch_size=8)))
 
 
 @pytest.fixture

@@ -9,14 +9,14 @@ import pyarrow as pa
 import pytest
 import torch
 from PIL import Image
-from test_train_data import embedding_table
 from torchvision.transforms.v2 import functional as TF
 
-from imitate.parquet import write_table
+from imitate.images.transforms import IMAGENET_MEAN, IMAGENET_STD, apply_augmentations, augment_batch, crop_transform
+from imitate.io.parquet import write_table
 from imitate.shards.reader import shard_paths
 from imitate.shards.writer import write_shards
-from imitate.train.batch_augment import apply_augmentations, augment_batch
-from imitate.train.data import IMAGENET_MEAN, IMAGENET_STD, build_pretrain_loader, crop_transform
+from imitate.train.data import build_pretrain_loader
+from tests.helpers.embeddings import embedding_table
 
 
 def batch(n: int = 4, size: int = 16, seed: int = 0) -> torch.Tensor:

@@ -11,8 +11,6 @@ from PIL import Image
 from imitate.datasets import load_adapter
 from imitate.datasets.base import DemoSpec
 from imitate.datasets.chestxray14 import LABELS, Adapter, parse_findings
-from imitate.datasets.prepare import prepare_dataset
-from imitate.shards.writer import write_shards
 
 HEADER = ("Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position,"
           "OriginalImage[Width,Height],OriginalImagePixelSpacing[x,y]")
@@ -103,22 +101,6 @@ def demo_root(tmp_path_factory) -> Path:
     return root
 
 
-def test_demo_prepares_by_patient_and_every_png_decodes(demo_root, tmp_path):
-    adapter = _adapter(demo_root)
-    prepared = prepare_dataset(adapter, seed=0, fractions=[1, 10, 100], split_draw=adapter.split_draw)
-    counts = prepared.counts()
-    assert counts["input_records"] == counts["records"] == 30 and counts["rejected"] == 0
-    assert set(counts["by_split"]) == {"train", "validate", "test"}
-    splits_of = {}
-    for patient, split in zip(prepared.records["patient_id"].to_pylist(), prepared.records["split"].to_pylist(),
-                              strict=True):
-        splits_of.setdefault(patient, set()).add(split)
-    assert all(len(s) == 1 for s in splits_of.values()) and len(splits_of) < 30
-    shards = write_shards(prepared.records.select(["key", "path", "split"]), demo_root, tmp_path / "shards",
-                          image_size=32)
-    assert shards.samples == 30 and shards.rejected == 0
-
-
 def test_demo_data_entry_has_the_real_layout(demo_root):
     with (demo_root / "Data_Entry_2017_v2020.csv").open(newline="") as handle:
         header, *rows = list(csv.reader(handle))
@@ -132,17 +114,6 @@ def test_demo_data_entry_has_the_real_layout(demo_root):
     test_patients = {r[3] for r in rows if r[0] in test}
     assert not test_patients & {r[3] for r in rows if r[0] in train_val}
     assert "No Finding" in {r[1] for r in rows} and len({r[1] for r in rows}) > 3
-
-
-def test_demo_is_deterministic(demo_root, tmp_path):
-    _adapter(tmp_path / "again").write_demo(DemoSpec(n_images=30, seed=0, image_size=48))
-    _adapter(tmp_path / "other").write_demo(DemoSpec(n_images=30, seed=1, image_size=48))
-    for name in ("Data_Entry_2017_v2020.csv", "train_val_list.txt", "test_list.txt"):
-        assert (tmp_path / "again" / name).read_bytes() == (demo_root / name).read_bytes()
-    entry = (demo_root / "Data_Entry_2017_v2020.csv").read_bytes()
-    assert (tmp_path / "other" / "Data_Entry_2017_v2020.csv").read_bytes() != entry
-    first = sorted(demo_root.glob("images_*/images/*.png"))[0]
-    assert (tmp_path / "again" / first.relative_to(demo_root)).read_bytes() == first.read_bytes()
 
 
 def test_real_data_entry_labels(tmp_path):

@@ -11,8 +11,6 @@ from PIL import Image
 
 from imitate.datasets import covidx
 from imitate.datasets.base import DemoSpec
-from imitate.datasets.prepare import prepare_dataset
-from imitate.shards.writer import write_shards
 
 TRAIN, TEST = "train_COVIDx9A.txt", "test_COVIDx9A.txt"
 
@@ -111,23 +109,6 @@ def test_demo_is_in_the_real_format(demo: Path) -> None:
                 formats[image.format] += 1
                 assert min(image.size) == 32
     assert set(formats) == {"PNG", "JPEG"}
-
-
-def test_demo_prepares_without_patient_leakage_and_shards_every_record(demo: Path, tmp_path: Path) -> None:
-    adapter = covidx.Adapter("cv", demo)
-    prepared = prepare_dataset(adapter, seed=0, fractions=[1, 10, 100], split_draw=adapter.split_draw)
-    counts = prepared.counts()
-    assert counts["input_records"] == 80 == counts["records"] and counts["rejected"] == 0
-    assert set(counts["by_split"]) == {"train", "validate", "test"}
-    splits_of: dict[str, set[str]] = {}
-    for patient, split in zip(prepared.records["patient_id"].to_pylist(), prepared.records["split"].to_pylist(),
-                              strict=True):
-        splits_of.setdefault(patient, set()).add(split)
-    assert all(len(s) == 1 for s in splits_of.values())
-    assert max(Counter(prepared.records["patient_id"].to_pylist()).values()) >= 2
-
-    written = write_shards(prepared.records.select(["key", "path", "split"]), demo, tmp_path / "shards", image_size=32)
-    assert written.samples == 80 and written.rejected == 0
 
 
 def _tree_digest(root: Path) -> str:

@@ -5,8 +5,8 @@ import pytest
 
 from imitate.datasets import load_adapter
 from imitate.datasets.base import DemoSpec
+from imitate.datasets.dataset import prepare_dataset
 from imitate.datasets.mimic_5x200 import CLASSES
-from imitate.datasets.prepare import prepare_dataset
 
 
 @pytest.fixture(scope="module")

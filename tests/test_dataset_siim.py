@@ -12,11 +12,10 @@ import pytest
 
 from imitate.datasets import load_adapter
 from imitate.datasets.base import DemoSpec
+from imitate.datasets.dataset import prepare_dataset
 from imitate.datasets.jpeg_dicom import FilmHeader, write_jpeg_dicom
 from imitate.datasets.masks import decode_rle, encode_rle
-from imitate.datasets.prepare import prepare_dataset
 from imitate.datasets.siim import Adapter, image_key
-from imitate.shards.writer import write_shards
 
 XRV = importlib.util.find_spec("torchxrayvision")  # its wheel (test extra) ships the real file; not imported
 REAL_RLE = Path(XRV.origin).parent / "data" / "siim-pneumothorax-train-rle.csv.gz"
@@ -109,22 +108,6 @@ def demo_root(tmp_path_factory) -> Path:
     return root
 
 
-def test_demo_prepares_by_patient_and_every_dicom_decodes(demo_root, tmp_path):
-    adapter = _adapter(demo_root)
-    prepared = prepare_dataset(adapter, seed=0, fractions=[1, 10, 100], split_draw=adapter.split_draw)
-    counts = prepared.counts()
-    assert counts["input_records"] == counts["records"] == 24 and counts["rejected"] == 0
-    splits_of = {}
-    for patient, split in zip(prepared.records["patient_id"].to_pylist(), prepared.records["split"].to_pylist(),
-                              strict=True):
-        splits_of.setdefault(patient, set()).add(split)
-    assert all(len(s) == 1 for s in splits_of.values())
-    assert len(splits_of) < 24  # some patients have several images
-    shards = write_shards(prepared.records.select(["key", "path", "split"]), demo_root, tmp_path / "shards",
-                          image_size=32)
-    assert shards.samples == 24 and shards.rejected == 0
-
-
 def test_demo_masks_decode_inside_their_images(demo_root):
     lines = (demo_root / "train-rle.csv").read_text().splitlines()
     assert lines[0] == "ImageId, EncodedPixels"
@@ -140,16 +123,6 @@ def test_demo_masks_decode_inside_their_images(demo_root):
         parts = [decode_rle(part, ds.Rows, ds.Columns) for part in record["mask_rle"].split("|")]
         assert all(part.any() for part in parts)
         assert not np.logical_and(parts[0], parts[-1]).any() or len(parts) == 1  # split parts are disjoint
-
-
-def test_demo_is_deterministic(demo_root, tmp_path):
-    _adapter(tmp_path / "again").write_demo(DemoSpec(n_images=24, seed=0, image_size=48))
-    _adapter(tmp_path / "other").write_demo(DemoSpec(n_images=24, seed=1, image_size=48))
-    labels = (demo_root / "train-rle.csv").read_bytes()
-    assert (tmp_path / "again" / "train-rle.csv").read_bytes() == labels
-    assert (tmp_path / "other" / "train-rle.csv").read_bytes() != labels
-    first = sorted((demo_root / "dicom-images-train").rglob("*.dcm"))[0]
-    assert (tmp_path / "again" / first.relative_to(demo_root)).read_bytes() == first.read_bytes()
 
 
 def test_real_label_file_counts(tmp_path):

@@ -1,15 +1,16 @@
-"""The shared dataset preparation: patient-level split draw, leakage check, subsets, accounting."""
+"""The shared dataset preparation: patient-level split draw, leakage check, subsets, adapter loading.
 
-import json
+Preparation end to end (accounting, dataset facts, byte-identical reruns) is checked for every adapter,
+the toy one included, by tests/test_adapter_contract.py.
+"""
+
 from collections import Counter
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 from imitate.datasets import adapter_class, load_adapter
-from imitate.datasets.base import DemoSpec, records_table
-from imitate.datasets.prepare import prepare_dataset, read_dataset_facts, write_prepared
+from imitate.datasets.base import records_table
 from imitate.datasets.splits import LeakageError, check_leakage, draw_splits, nested_subsets, subsets_table
 
 
@@ -136,29 +137,9 @@ def test_subsets_come_from_the_train_split_only():
     assert full == train
 
 
-def test_prepare_accounts_for_every_record_and_writes_its_facts(tmp_path):
-    adapter = load_adapter("toy", {"adapter": "tests.toy_adapter", "root": tmp_path / "raw"})
-    adapter.write_demo(DemoSpec(n_images=40, seed=0, image_size=8))
-    (tmp_path / "raw/images/i003.png").unlink()
-    prepared = prepare_dataset(adapter, seed=0, fractions=[10, 100])
-    counts = prepared.counts()
-    assert counts["input_records"] == 41 == counts["records"] + counts["rejected"]
-    assert counts["rejects_by_reason"] == {"bad_label": 1, "image_missing": 1}
-    assert sum(counts["by_split"].values()) == 39
-    assert counts["train_subsets"]["100"] == counts["by_split"]["train"]
-    paths = write_prepared(prepared, tmp_path / "out")
-    facts = read_dataset_facts(paths["records"])
-    assert facts["name"] == "toy" and facts["kind"] == "binary" and facts["labels"] == ["Pleural Effusion"]
-    assert json.loads(paths["counts"].read_text()) == counts
-    first = {name: path.read_bytes() for name, path in paths.items()}
-    again = write_prepared(prepare_dataset(adapter, seed=0, fractions=[10, 100]), tmp_path / "out")
-    assert {name: path.read_bytes() for name, path in again.items()} == first
-    assert pq.read_table(paths["rejects"]).num_rows == 2
-
-
 def test_unknown_options_and_modules_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match=r"unknown option.*labels_fil .*known: labels_file"):
-        load_adapter("toy", {"adapter": "tests.toy_adapter", "root": tmp_path,
+        load_adapter("toy", {"adapter": "tests.helpers.toy_adapter", "root": tmp_path,
                              "options": {"labels_fil ": "x"}})
     with pytest.raises(ValueError, match=r"no dataset adapter module 'imitate\.datasets\.nope'"):
         adapter_class("nope")

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+
+from tests.helpers.workflow import ROOT
 
 BENCHMARKS = ROOT / "benchmarks"
 

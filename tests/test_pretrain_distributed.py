@@ -13,7 +13,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from pretrain_shards import write_tiny_dataset
+
+from tests.helpers.pretrain_shards import write_tiny_dataset
 
 MODEL = {"backbone": "resnet18", "token_size": 4, "attn_dim": 32, "attn_heads": 2, "proj_dim": 16}
 SETTINGS = {"crop_size": 32, "batch_size": 2, "epochs": 1, "lr": 1e-3, "weight_decay": 0.05, "workers": 0}

@@ -14,9 +14,9 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, run_snakemake
 
-from imitate.evaluate.rows import TASKS
+from imitate.evaluate.tasks import TASKS
+from tests.helpers.workflow import ROOT, run_snakemake
 
 TABLE = "results/tables/linear_classification.csv"
 
@@ -116,7 +116,7 @@ def test_editing_package_code_reruns_exactly_the_rules_that_use_it(run_copy, tmp
     snakefile = checkout / "Snakefile"
     before = run_snakemake(run_copy, "--dry-run", "--rerun-triggers", "params", snakefile=snakefile)
     assert "Nothing to be done" in before.stdout + before.stderr, before.stdout + before.stderr
-    with open(checkout / "imitate/results.py", "a") as fh:
+    with open(checkout / "imitate/tables/gather.py", "a") as fh:
         fh.write("\n# an edit\n")
     after = run_snakemake(run_copy, "--dry-run", "--rerun-triggers", "params", snakefile=snakefile)
     jobs = set(re.findall(r"^(?:local)?rule (\w+):", after.stdout + after.stderr, re.MULTILINE)) - {"all"}

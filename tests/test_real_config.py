@@ -20,8 +20,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import ROOT, TINY
-from real_tree import (
+
+from imitate.config import load_run_config
+from imitate.datasets import load_adapter
+from tests.helpers.real_tree import (
     BACKBONE,
     ENCODER,
     TEMPLATE,
@@ -31,9 +33,7 @@ from real_tree import (
     write_imagenet_weights,
     write_raw_world,
 )
-
-from imitate.config import load_run_config
-from imitate.datasets import load_adapter
+from tests.helpers.workflow import ROOT, TINY
 
 DEMO_CONFIG = ROOT / "config.yaml"
 TASKS = ("linear_classification", "finetune_classification", "segmentation", "detection", "zero_shot",

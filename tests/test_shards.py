@@ -16,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from dicom_files import dicom_dataset, save
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
@@ -27,6 +26,7 @@ from imitate.images.resize import resize_shorter
 from imitate.shards import writer
 from imitate.shards.reader import count_samples, iter_samples, shard_paths
 from imitate.shards.writer import write_shards
+from tests.helpers.dicom_files import dicom_dataset, save
 
 SAMPLE_FIELDS = {
     "key",

@@ -10,39 +10,15 @@ import pyarrow as pa
 import pytest
 import torch
 
-from imitate.parquet import write_table
+from imitate.images.transforms import IMAGENET_MEAN, IMAGENET_STD, build_eval_transform, build_train_transform
+from imitate.io.parquet import write_table
 from imitate.shards.reader import shard_paths
 from imitate.shards.writer import write_shards
-from imitate.train.data import (
-    BATCH_KEYS,
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    build_eval_transform,
-    build_pretrain_loader,
-    load_embeddings,
-    steps_per_epoch,
-)
+from imitate.train.data import BATCH_KEYS, build_pretrain_loader, load_embeddings, steps_per_epoch
+from tests.helpers.embeddings import DIM, embedding_table
 
-DIM = 8
 N_IMAGES = 24
 CROP = 32
-
-
-def embedding_table(study_ids: list[int], *, findings_list_type: bool = False) -> pa.Table:
-    """Impression = study id in every slot; Findings = -study id, null for odd study ids."""
-    impression = np.repeat(np.asarray(study_ids, np.float16)[:, None], DIM, axis=1)
-    has_findings = np.asarray([s % 2 == 0 for s in study_ids])
-    findings = pa.FixedSizeListArray.from_arrays(pa.array(-impression.reshape(-1)), DIM, mask=pa.array(~has_findings))
-    if findings_list_type:
-        findings = pa.array([list(map(float, row)) for row in -impression])
-    return pa.table(
-        {
-            "study_id": pa.array(study_ids, pa.int64()),
-            "findings_emb": findings,
-            "impression_emb": pa.FixedSizeListArray.from_arrays(pa.array(impression.reshape(-1)), DIM),
-            "has_findings": pa.array(has_findings),
-        }
-    )
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +141,29 @@ def test_official_augmentations(data) -> None:
     assert batches[0]["view1"].shape == (4, 3, CROP, CROP)
     with pytest.raises(ValueError, match="augment"):
         collect(shards, embeddings, augment="strong")
+    # Four grey quadrants as big as the crop (the crop takes it all). A rotation within ±30° and the
+    # perspective keep most of each half in its half, so the brighter half tells whether each flip ran,
+    # and the brightest level whether autocontrast did: 220 at most without it, 254 or 255 with it.
+    image = np.zeros((48, 48), np.uint8)
+    image[:24, :24], image[:24, 24:], image[24:, :24], image[24:, 24:] = 40, 100, 140, 220
+    transform = build_train_transform(48, "official")
+    mean = torch.tensor([0.485, 0.456, 0.406])[:, None, None]  # ImageNet's, written out
+    std = torch.tensor([0.229, 0.224, 0.225])[:, None, None]
+    vertical = horizontal = contrasted = 0
+    with torch.random.fork_rng():
+        for seed in range(64):
+            torch.manual_seed(seed)
+            grey = transform(image) * std + mean
+            torch.testing.assert_close(grey, grey[:1].expand(3, -1, -1))  # one grey image in 3 channels
+            levels = grey[0] * 255
+            torch.testing.assert_close(levels, levels.round(), atol=1e-3, rtol=0)  # 8-bit levels / 255
+            brightest = int(levels.max().round())
+            assert brightest <= 220 or brightest >= 254
+            contrasted += brightest >= 254
+            vertical += bool(grey[0, :24].mean() > grey[0, 24:].mean())
+            horizontal += bool(grey[0, :, :24].mean() > grey[0, :, 24:].mean())
+    # each with p = 0.5: a fair coin leaves 16..48 of 64 with probability 2e-5
+    assert 16 <= vertical <= 48 and 16 <= horizontal <= 48 and 16 <= contrasted <= 48
 
 
 def test_too_few_samples_for_one_global_batch() -> None:
@@ -222,8 +221,11 @@ def test_whole_report_embeddings_reach_the_batches(data, tmp_path: Path) -> None
         assert tuple(batch) == (*BATCH_KEYS, "report_emb")
         torch.testing.assert_close(batch["report_emb"], batch["study_id"].float()[:, None].expand(4, DIM) * 10)
     null_report = with_report.set_column(
-        4, "report_emb", pa.FixedSizeListArray.from_arrays(pa.array(report.ravel()), DIM, mask=pa.array(
-            [i == 0 for i in range(len(report))]))
+        4,
+        "report_emb",
+        pa.FixedSizeListArray.from_arrays(
+            pa.array(report.ravel()), DIM, mask=pa.array([i == 0 for i in range(len(report))])
+        ),
     )
     with pytest.raises(ValueError, match="report_emb is null for a study that has an impression"):
         load_embeddings(write_table(null_report, tmp_path / "null.parquet"))

@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pytest
 import torch
 import yaml
-from PIL import Image
 from safetensors.torch import save_file
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 from torch import nn
 
-from imitate.evaluate.dataset import EvalDataset
-from imitate.evaluate.features import extract_features
-from imitate.evaluate.vision_language import (
-    JointModel,
-    TextSettings,
-    TextTower,
-    embed_images,
-    embed_texts,
-    load_text_tower,
-    load_vl_model,
-    random_vl_model,
-    text_settings,
-)
-from imitate.evaluate.zero_shot import (
+from imitate.embed.embeddings import embedding_facts
+from imitate.embed.store import EmbeddingMismatchError
+from imitate.evaluate.tasks.zero_shot import (
     Prompts,
     classification_metrics,
     prompt_texts,
@@ -38,82 +24,21 @@ from imitate.evaluate.zero_shot import (
     score_zero_shot,
     zero_shot_metrics,
 )
-from imitate.models import ModelConfig
+from imitate.evaluate.vision_language import (
+    JointModel,
+    TextTower,
+    embed_images,
+    embed_texts,
+    load_vl_model,
+    random_vl_model,
+    text_settings,
+)
+from imitate.models.files import MODEL_METADATA_KEY, export_model
 from imitate.shards.reader import shard_paths
-from imitate.shards.writer import write_shards
-from imitate.text.embed import EmbedSettings, embed_unique, embedding_facts, normalise
-from imitate.text.store import EmbeddingMismatchError
-from imitate.train.pretrain import MODEL_METADATA_KEY, export_model
+from tests.helpers.joint_space import CROP, TINY, align, eval_dataset, one_hot, write_dataset_shards
 
 REPO = Path(__file__).resolve().parents[1]
-CROP = 32
-TINY = ModelConfig(backbone="resnet18", attn_dim=32, attn_heads=2, token_size=4, proj_dim=8, text_dim=384)
 BINARY = ("Pneumothorax", "Pleural_Thickening")
-
-
-@pytest.fixture(scope="module")
-def text() -> TextTower:
-    return load_text_tower(TextSettings(embed=EmbedSettings(max_length=32, batch_size=8)))
-
-
-def write_dataset_shards(root: Path, splits: Mapping[str, Sequence[int]]) -> Path:
-    """Shards of drawn-noise films ``{split}{i}`` whose brightness follows ``splits[split][i]``; the manifest."""
-    rows = []
-    for split, groups in splits.items():
-        for i, group in enumerate(groups):
-            key = f"{split}{i:02d}"
-            rng = np.random.default_rng(len(rows))
-            pixels = np.clip(rng.normal(60 + 50 * group, 30, (40, 36)), 0, 255).astype(np.uint8)
-            Image.fromarray(pixels, mode="L").save(root / f"{key}.png")
-            rows.append({"key": key, "path": f"{key}.png", "split": split})
-    write_shards(pa.Table.from_pylist(rows), root, root / "shards", image_size=CROP)
-    return root / "shards" / "manifest.parquet"
-
-
-def eval_dataset(
-    kind: str, label_names: Sequence[str], splits: Mapping[str, np.ndarray], texts: Sequence[str] | None = None
-) -> EvalDataset:
-    """An :class:`EvalDataset` keyed like :func:`write_dataset_shards`, label rows per split."""
-    keys = [f"{split}{i:02d}" for split, labels in splits.items() for i in range(len(labels))]
-    return EvalDataset(
-        name="tiny",
-        kind=kind,
-        label_names=tuple(label_names),
-        keys=keys,
-        splits=[split for split, labels in splits.items() for _ in labels],
-        labels=np.concatenate(list(splits.values())).astype(np.float32),
-        texts=list(texts) if texts is not None else [None] * len(keys),
-        facts={},
-    )
-
-
-def one_hot(classes: Sequence[int], n: int) -> np.ndarray:
-    return np.eye(n, dtype=np.float32)[list(classes)]
-
-
-def linear_through(x: np.ndarray, y: np.ndarray) -> nn.Linear:
-    """A linear map sending every row of ``x`` to the same row of ``y`` (the rows of ``x`` independent)."""
-    x64, y64 = torch.from_numpy(x).double(), torch.from_numpy(y).double()
-    weight = (torch.linalg.pinv(x64) @ y64).T
-    assert torch.allclose(x64 @ weight.T, y64, atol=1e-6)
-    layer = nn.Linear(x.shape[1], y.shape[1], bias=False)
-    layer.weight.data = weight.float()
-    return layer
-
-
-def align(
-    joint: JointModel,
-    manifest: Path,
-    targets: Mapping[str, np.ndarray],
-    text: TextTower,
-    texts: Mapping[str, np.ndarray],
-) -> None:
-    """Replace both projectors so test image ``key`` lands on ``targets[key]`` and text ``t`` on ``texts[t]``."""
-    pooled = extract_features(joint.model.encoder(), shard_paths(manifest, "test"), crop_size=CROP)
-    joint.model.high_proj = linear_through(pooled.values, np.stack([targets[k] for k in pooled.keys]))
-    names = list(texts)
-    raw = embed_unique(text.encoder, [normalise(t) for t in names], text.settings, torch.device("cpu"))[0]
-    joint.model.text_proj = linear_through(raw.astype(np.float16).astype(np.float32), np.stack(list(texts.values())))
 
 
 def test_prompts_follow_the_templates_and_display_names():

