@@ -28,7 +28,8 @@ from imitate.demo.anatomy import (
 from imitate.demo.dicom import DicomHeader, Encoding, demo_uid, write_dicom
 from imitate.demo.draw import Radiograph, draw
 from imitate.demo.mimic import sample_states
-from imitate.demo.reports import CHEXPERT_LABELS, Exam, Phrase, conclusion_labels, write_report
+from imitate.demo.phrases import Phrase
+from imitate.demo.reports import CHEXPERT_LABELS, Exam, conclusion_labels, write_report
 
 SEEDS = (0, 1, 2)
 

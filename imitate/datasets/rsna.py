@@ -39,7 +39,7 @@ from imitate.datasets.base import (
     write_csv,
 )
 from imitate.datasets.jpeg_dicom import FilmHeader, kaggle_uids, write_jpeg_dicom
-from imitate.demo.draw import Lesion
+from imitate.demo.canvas import Lesion
 from imitate.demo.film import draw_film, film_rng, random_states, to_uint8
 
 log = logging.getLogger(__name__)
