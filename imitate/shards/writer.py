@@ -124,12 +124,7 @@ def write_shards(
     previous run that are not part of this layout are removed. Both Parquet files carry ``provenance``
     (the stage's record) and the shard settings as metadata.
     """
-    if image_format not in IMAGE_FORMATS:
-        raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
-    if samples_per_shard < 1 or image_size < 1 or workers < 1:
-        raise ValueError("samples_per_shard, image_size and workers must be >= 1")
-    if not 1 <= jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+    _check_arguments(image_size, samples_per_shard, image_format, jpeg_quality, workers)
     root, out_dir = Path(root), Path(out_dir)
     # Spawned workers take a few tenths of a second to import; they do it while the layout is planned.
     # Spawned rather than forked, they inherit no locks or threads from the caller; as usual with
@@ -150,16 +145,40 @@ def write_shards(
     rejects += decode_rejects
     stale = _remove_stale_shards(out_dir, {plan.name for plan in plans})
     rejects.sort(key=lambda r: (r["key"] or "", r["path"] or "", r["reason"]))
-    settings = {"image_size": image_size, "samples_per_shard": samples_per_shard, "image_format": image_format,
-                "jpeg_quality": jpeg_quality, "crop_nonzero": crop}
+    settings = {
+        "image_size": image_size,
+        "samples_per_shard": samples_per_shard,
+        "image_format": image_format,
+        "jpeg_quality": jpeg_quality,
+        "crop_nonzero": crop,
+    }
     metadata = {**(provenance or {}), METADATA_KEY: json.dumps(settings, sort_keys=True)}
     write_table(pa.Table.from_pylist(rejects, schema=REJECTS_SCHEMA), out_dir / "rejects.parquet", metadata)
     write_table(pa.Table.from_pylist(samples, schema=MANIFEST_SCHEMA), out_dir / "manifest.parquet", metadata)
+    return _tally(len(rows), samples, rejects, len(plans), stale)
+
+
+def _check_arguments(
+    image_size: int, samples_per_shard: int, image_format: str, jpeg_quality: int, workers: int
+) -> None:
+    """Raise ``ValueError`` for settings :func:`write_shards` cannot honour, before any work starts."""
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
+    if samples_per_shard < 1 or image_size < 1 or workers < 1:
+        raise ValueError("samples_per_shard, image_size and workers must be >= 1")
+    if not 1 <= jpeg_quality <= 100:
+        raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+
+
+def _tally(
+    images_in: int, samples: list[dict[str, Any]], rejects: list[dict[str, Any]], shards: int, stale: int
+) -> ShardCounts:
+    """Count what a run did; every image read must have become a sample or a reject."""
     counts = ShardCounts(
-        images_in=len(rows),
+        images_in=images_in,
         samples=len(samples),
         rejected=len(rejects),
-        shards=len(plans),
+        shards=shards,
         stale_removed=stale,
         samples_by_split=dict(sorted(Counter(s["split"] for s in samples).items())),
         rejects_by_reason=dict(sorted(Counter(r["reason"] for r in rejects).items())),
@@ -197,9 +216,7 @@ def _write_all(
     return samples, rejects
 
 
-def _encode(
-    path: str, *, image_size: int, image_format: str, jpeg_quality: int, crop: bool
-) -> _Encoded | ImageError:
+def _encode(path: str, *, image_size: int, image_format: str, jpeg_quality: int, crop: bool) -> _Encoded | ImageError:
     """Decode, crop, resize and compress one image (runs in the worker processes).
 
     A JPEG may be decoded at reduced scale, down to ``REDUCING_GAP`` times the final size (the margin
@@ -220,9 +237,7 @@ def _encode(
     else:
         Image.fromarray(array).save(buffer, format="JPEG", quality=jpeg_quality)
     height, width = array.shape
-    return _Encoded(
-        buffer.getvalue(), width, height, pixels.orig_width, pixels.orig_height, box, pixels.pixel_spacing
-    )
+    return _Encoded(buffer.getvalue(), width, height, pixels.orig_width, pixels.orig_height, box, pixels.pixel_spacing)
 
 
 def _write_shard(
@@ -269,10 +284,16 @@ def _geometry_columns(result: _Encoded) -> dict[str, Any]:
     x0, y0, x1, y1 = result.crop_box
     row_mm, col_mm = result.pixel_spacing or (None, None)
     return {
-        "width": result.width, "height": result.height,
-        "orig_width": result.orig_width, "orig_height": result.orig_height,
-        "crop_x0": x0, "crop_y0": y0, "crop_x1": x1, "crop_y1": y1,
-        "pixel_spacing_row": row_mm, "pixel_spacing_col": col_mm,
+        "width": result.width,
+        "height": result.height,
+        "orig_width": result.orig_width,
+        "orig_height": result.orig_height,
+        "crop_x0": x0,
+        "crop_y0": y0,
+        "crop_x1": x1,
+        "crop_y1": y1,
+        "pixel_spacing_row": row_mm,
+        "pixel_spacing_col": col_mm,
     }
 
 
