@@ -12,10 +12,10 @@ import pyarrow as pa
 import pytest
 
 from imitate.commands import manifest as manifest_command
-from imitate.manifest import REJECT_REASONS, build_manifest, write_manifest
-from imitate.parquet import write_table
+from imitate.io.parquet import write_table
+from imitate.manifest.build import REJECT_REASONS, build_manifest, write_manifest
 from imitate.sections.extract import SECTIONS_SCHEMA
-from imitate.tokens import count_tokens
+from imitate.sections.tokens import count_tokens
 
 METADATA_HEADER = [
     "dicom_id",

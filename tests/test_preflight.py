@@ -15,7 +15,7 @@ from imitate.config import load_run_config
 from imitate.datasets import load_adapter
 from imitate.datasets.base import DemoSpec
 from imitate.demo.mimic import write_demo_mimic
-from imitate.preflight import CHECKS, Check, format_table, run_preflight
+from imitate.preflight.checks import CHECKS, Check, format_table, run_preflight
 
 ROOT = Path(__file__).resolve().parents[1]
 MIMIC = "physionet.org/files"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imitate.raw_roots import RawDataWriteError, check_outputs_outside_raw_roots, find_violations
+from imitate.preflight.raw_roots import RawDataWriteError, check_outputs_outside_raw_roots, find_violations
 
 
 def _violations(outputs, roots, workdir="/work/run"):

@@ -18,7 +18,7 @@ from imitate.sections.extract import (
     section_counts,
     write_sections,
 )
-from imitate.tokens import count_tokens, tokenize
+from imitate.sections.tokens import count_tokens, tokenize
 
 SECTION_COLUMNS = [
     "subject_id",
