@@ -17,23 +17,24 @@ import pytest
 import torch
 import torchvision
 import yaml
-from pretrain_shards import write_tiny_dataset
 from safetensors import safe_open
 from safetensors.torch import load_file
 
 from imitate.commands import pretrain as pretrain_command
+from imitate.embed.store import EmbeddingMismatchError
 from imitate.evaluate.vision_language import load_vl_model
 from imitate.losses import TERMS, ImitateLoss, LossConfig
 from imitate.models import ImitateModel, ModelConfig
-from imitate.text.store import EmbeddingMismatchError
+from imitate.models.files import ENCODER_METADATA_KEY, encoder_state
 from imitate.train.checkpoint import load_checkpoint
 from imitate.train.data import TextEmbedding
 from imitate.train.interrupt import InterruptedRunError
-from imitate.train.pretrain import ENCODER_METADATA_KEY, ShardSplit, encoder_state, pretrain
+from imitate.train.pretrain import ShardSplit, pretrain
 from imitate.train.progress import RESUME_NAME, Progress
 from imitate.train.schedule import WarmupCosine, warmup_cosine
 from imitate.train.settings import PretrainConfig, config_from_settings
 from imitate.train.trainer import Trainer, param_groups
+from tests.helpers.pretrain_shards import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 DIM = 12

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 from torch import Tensor, nn
 from torchvision.models import (
     ResNet,
@@ -25,6 +24,8 @@ from torchvision.models import (
     resnet34,
     resnet50,
 )
+
+from imitate.models.weights import read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -53,17 +54,6 @@ def imagenet_weights_path(name: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: backbone init file not found")
-    if path.suffix == ".safetensors":
-        return load_file(path)
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a torchvision state_dict, got {type(state).__name__}")
-    return state
-
-
 def init_file(name: str, init: str) -> Path | None:
     """The file ``init`` reads for backbone ``name`` (None for ``none``), e.g. to hash in provenance."""
     if init == "none":
@@ -75,7 +65,8 @@ def resolve_init(name: str, init: str) -> dict[str, Tensor] | None:
     """The state_dict that ``init`` names (``none`` -> None). Never downloads.
 
     ``imagenet`` reads torchvision's weights from the local torch cache; anything else is a path to a
-    torchvision ResNet state_dict (``.pth``/``.pt`` or ``.safetensors``, with or without ``fc``).
+    torchvision ResNet state_dict (``.pth``/``.pt`` or ``.safetensors``, with or without ``fc``; read by
+    :func:`imitate.models.weights.read_state_dict`, so also under a Lightning ``state_dict`` key).
     """
     path = init_file(name, init)
     if path is None:
@@ -86,7 +77,9 @@ def resolve_init(name: str, init: str) -> dict[str, Tensor] | None:
             f"downloaded at run time; fetch {BACKBONES[name][1].url} and place the file at that path "
             "(or set TORCH_HOME), or use init: none"
         )
-    return _read_state_dict(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: backbone init file not found")
+    return read_state_dict(path)
 
 
 class ResNetBackbone(nn.Module):

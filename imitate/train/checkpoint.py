@@ -1,4 +1,7 @@
-"""Writing pretraining artifacts atomically (:mod:`imitate.io.files`): the resumable checkpoint, the encoder."""
+"""The resumable checkpoint, written atomically (:mod:`imitate.io.files`), and the RNG state it holds.
+
+The exported weights (``encoder.safetensors``, ``model.safetensors``) are written by :mod:`imitate.models.files`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
-from torch import Tensor
 
 from imitate.io.files import atomic_write
 
@@ -21,12 +22,6 @@ def save_checkpoint(path: str | Path, state: Mapping[str, Any]) -> Path:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint on the CPU without unpickling arbitrary objects."""
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def save_weights(path: str | Path, state_dict: Mapping[str, Tensor], metadata: Mapping[str, str]) -> Path:
-    """Weights (the encoder or the whole model) as safetensors, with string ``metadata`` in the header."""
-    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    return atomic_write(Path(path), lambda tmp: save_file(tensors, tmp, metadata=dict(metadata)))
 
 
 def rng_state() -> dict[str, Any]:

@@ -11,7 +11,7 @@ model of the best epoch so far is kept, and the resumable state is written (``re
 Outputs in ``out_dir`` at the end: ``checkpoint.pt`` (the full final state; ``torch.load(weights_only=
 True)``), ``encoder.safetensors`` (the best epoch's ResNet, torchvision keys, no ``fc``),
 ``model.safetensors`` (the best epoch's whole ``ImitateModel``, for zero-shot classification and
-retrieval: :func:`imitate.evaluate.vision_language.load_vl_model`), ``metrics.jsonl`` (one ``step``
+retrieval: :func:`imitate.models.files.load_model`), ``metrics.jsonl`` (one ``step``
 record per batch, one ``epoch`` record per epoch) and ``model_card.json``. Epochs are numbered from 0.
 On CUDA the forward runs under bf16 autocast with channels_last tensors; on CPU it is float32 with
 deterministic algorithms, so a rerun with the same seed, resumed or not, writes the same weights.
@@ -37,9 +37,17 @@ from torch import Tensor
 from tqdm import tqdm
 
 from imitate.io.files import write_json
-from imitate.models import ModelConfig
+from imitate.models.files import (
+    ENCODER_FILE,
+    ENCODER_KEYS,
+    MODEL_FILE,
+    MODEL_METADATA_KEY,
+    encoder_state,
+    export_encoder,
+    export_model,
+)
 from imitate.shards.reader import count_samples, shard_paths
-from imitate.train.checkpoint import load_checkpoint, save_checkpoint, save_weights
+from imitate.train.checkpoint import load_checkpoint, save_checkpoint
 from imitate.train.data import TextEmbedding, build_pretrain_loader, load_embeddings, steps_per_epoch
 from imitate.train.distributed import Ranks, any_rank, weights_digest
 from imitate.train.interrupt import InterruptedRunError, StopFlag, stop_on_signals
@@ -50,10 +58,6 @@ from imitate.train.trainer import Batch, Trainer, finite_or_none
 log = logging.getLogger(__name__)
 
 LoaderFactory = Callable[..., Iterable[Batch]]
-ENCODER_METADATA_KEY = "imitate.encoder"
-MODEL_METADATA_KEY = "imitate.model"
-MODEL_FILE = "model.safetensors"
-BACKBONE_PREFIX = "backbone."  # where ImitateModel keeps E_v in its state_dict
 
 
 class ShardSplit(NamedTuple):
@@ -68,6 +72,9 @@ class ShardSplit(NamedTuple):
         return cls(tuple(shard_paths(manifest, split)), count_samples(manifest, split))
 
 
+SplitLoader = Callable[[ShardSplit, int, int], Iterable[Batch]]  # (split, epoch, batch_size) -> batches
+
+
 @dataclass(frozen=True)
 class PretrainResult:
     """What a run did; the artifacts are in ``out_dir``."""
@@ -78,6 +85,24 @@ class PretrainResult:
     skipped_steps: int
     best_epoch: int
     best_val_loss: float
+
+
+@dataclass
+class _Run:
+    """What the epochs of one run share: the trainer, where the run stands, where its resume state goes."""
+
+    cfg: PretrainConfig
+    trainer: Trainer
+    progress: Progress
+    text: dict[str, Any]
+    resume_path: Path
+    ranks: Ranks
+    resumed: bool
+
+    def save_resume(self) -> None:
+        """Write the resumable state of ``progress`` to ``resume_path`` (rank 0 only)."""
+        if self.ranks.is_main:
+            save_checkpoint(self.resume_path, self.trainer.state(self.progress, self.text))
 
 
 @contextlib.contextmanager
@@ -168,6 +193,23 @@ def pretrain(
     text_dim = next(iter(table.values())).impression.shape[0]
     cfg = replace(cfg, model=replace(cfg.model, text_dim=text_dim))
     steps = steps_per_epoch(shards.num_samples, cfg.batch_size, ranks.world_size)
+    _log_plan(cfg, shards, val_shards, steps, device)
+    loader = _split_loader(build_loader, cfg, table, ranks)
+    text = dict(text_facts or {})
+    with _seeded(cfg.seed, device), stop_on_signals() as stop:
+        run = _start(cfg, device, steps, ranks, out_dir / RESUME_NAME, resume, text)
+        val_batches = loader(val_shards, 0, min(cfg.batch_size, val_shards.num_samples // ranks.world_size))
+        metrics_path = out_dir / "metrics.jsonl" if ranks.is_main else Path(os.devnull)
+        with open_metrics(metrics_path, run.trainer.step if run.resumed and ranks.is_main else None) as metrics:
+            while run.progress.epoch < cfg.epochs:
+                _run_epoch(run, loader, shards, val_batches, steps, metrics, stop)
+    return _finish(run, out_dir, shards, val_shards, data)
+
+
+def _log_plan(
+    cfg: PretrainConfig, shards: ShardSplit, val_shards: ShardSplit, steps: int, device: torch.device
+) -> None:
+    """Log what the run will train on, for how long, and where."""
     log.info(
         "pretraining %s on %d images (%d steps/epoch x %d epochs), %d validation images, device %s",
         cfg.model.backbone,
@@ -177,9 +219,14 @@ def pretrain(
         val_shards.num_samples,
         device,
     )
-
     if cfg.crop_only:
         log.info("augmentations run on the GPU, on uint8 crops from the loader")
+
+
+def _split_loader(
+    build_loader: LoaderFactory, cfg: PretrainConfig, table: Mapping[int, TextEmbedding], ranks: Ranks
+) -> SplitLoader:
+    """This rank's batches of a split for an epoch, by ``build_loader`` with the run's data settings."""
 
     def loader(split: ShardSplit, epoch: int, batch_size: int) -> Iterable[Batch]:
         return build_loader(
@@ -198,90 +245,101 @@ def pretrain(
             crop_only=cfg.crop_only,
         )
 
-    text = dict(text_facts or {})
-    resume_path = out_dir / RESUME_NAME
-    save = save_checkpoint if ranks.is_main else (lambda path, state: path)
-    with _seeded(cfg.seed, device), stop_on_signals() as stop:
-        trainer = Trainer(cfg, device, cfg.epochs * steps, ranks)
-        progress, resumed = Progress(), resume and resume_path.exists()
-        if resumed:
-            progress = trainer.restore(load_checkpoint(resume_path), resume_path, text)
-            log.info("resuming from %s at epoch %d, batch %d", resume_path, progress.epoch, progress.batch)
-        elif ranks.is_main:
-            resume_path.unlink(missing_ok=True)  # a fresh run must never be continued as an older one
-        val_batches = loader(val_shards, 0, min(cfg.batch_size, val_shards.num_samples // ranks.world_size))
-        metrics_path = out_dir / "metrics.jsonl" if ranks.is_main else Path(os.devnull)
-        with open_metrics(metrics_path, trainer.step if resumed and ranks.is_main else None) as metrics:
-            while progress.epoch < cfg.epochs:
-                epoch, start = progress.epoch, time.perf_counter()
-                batches = loader(shards, epoch, cfg.batch_size)
-                stopped = _train_epoch(trainer, batches, steps, progress, metrics, stop, cfg.max_skipped_steps)
-                if stopped is not None:
-                    save(resume_path, trainer.state(progress, text))
-                    if stopped == "signal":
-                        raise InterruptedRunError(stop.signal or signal.SIGTERM, str(resume_path))
-                    raise RuntimeError(
-                        f"{cfg.max_skipped_steps} consecutive steps had a non-finite loss (step {trainer.step}); "
-                        f"the run stopped. State saved to {resume_path}; lower the learning rate or check the data"
-                    )
-                train_loss, val = progress.train_loss(), trainer.validate(val_batches)
-                best = progress.best_val_loss
-                improved = math.isfinite(val["total_loss"]) and (best is None or val["total_loss"] < best)
-                if improved:
-                    progress.best_epoch, progress.best_val_loss = epoch, val["total_loss"]
-                    progress.best_model = _cpu_copy(trainer.model.state_dict())
-                seconds = time.perf_counter() - start
-                # the record first: a kill between the two leaves it beyond the last checkpoint, so cut
-                _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
-                progress.epoch, progress.batch, progress.epoch_losses = epoch + 1, 0, []
-                save(resume_path, trainer.state(progress, text))
-                log.info(
-                    "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
-                    epoch, train_loss, val["total_loss"], " (best)" if improved else "", seconds,
-                )
+    return loader
+
+
+def _start(
+    cfg: PretrainConfig,
+    device: torch.device,
+    steps: int,
+    ranks: Ranks,
+    resume_path: Path,
+    resume: bool,
+    text: dict[str, Any],
+) -> _Run:
+    """The run's trainer (its model drawn from the seeded RNG) and progress, from ``resume_path`` with ``resume``.
+
+    A fresh run has rank 0 delete an older run's ``resume_path``, so that it is never continued as that one.
+    """
+    trainer = Trainer(cfg, device, cfg.epochs * steps, ranks)
+    progress, resumed = Progress(), resume and resume_path.exists()
+    if resumed:
+        progress = trainer.restore(load_checkpoint(resume_path), resume_path, text)
+        log.info("resuming from %s at epoch %d, batch %d", resume_path, progress.epoch, progress.batch)
+    elif ranks.is_main:
+        resume_path.unlink(missing_ok=True)
+    return _Run(cfg, trainer, progress, text, resume_path, ranks, resumed)
+
+
+def _run_epoch(
+    run: _Run,
+    loader: SplitLoader,
+    shards: ShardSplit,
+    val_batches: Iterable[Batch],
+    steps: int,
+    metrics: IO[str],
+    stop: StopFlag,
+) -> None:
+    """Train the rest of epoch ``run.progress.epoch``, validate, keep the best model, save the resume state.
+
+    After a stop signal or ``max_skipped_steps`` non-finite losses in a row, the resume state is saved and
+    :class:`~imitate.train.interrupt.InterruptedRunError` or RuntimeError raised.
+    """
+    cfg, trainer, progress = run.cfg, run.trainer, run.progress
+    epoch, start = progress.epoch, time.perf_counter()
+    batches = loader(shards, epoch, cfg.batch_size)
+    stopped = _train_epoch(trainer, batches, steps, progress, metrics, stop, cfg.max_skipped_steps)
+    if stopped is not None:
+        run.save_resume()
+        if stopped == "signal":
+            raise InterruptedRunError(stop.signal or signal.SIGTERM, str(run.resume_path))
+        raise RuntimeError(
+            f"{cfg.max_skipped_steps} consecutive steps had a non-finite loss (step {trainer.step}); "
+            f"the run stopped. State saved to {run.resume_path}; lower the learning rate or check the data"
+        )
+    train_loss, val = progress.train_loss(), trainer.validate(val_batches)
+    best = progress.best_val_loss
+    improved = math.isfinite(val["total_loss"]) and (best is None or val["total_loss"] < best)
+    if improved:
+        progress.best_epoch, progress.best_val_loss = epoch, val["total_loss"]
+        progress.best_model = _cpu_copy(trainer.model.state_dict())
+    seconds = time.perf_counter() - start
+    # the record first: a kill between the two leaves it beyond the last checkpoint, so cut
+    _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
+    progress.epoch, progress.batch, progress.epoch_losses = epoch + 1, 0, []
+    run.save_resume()
+    log.info(
+        "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
+        epoch, train_loss, val["total_loss"], " (best)" if improved else "", seconds,
+    )
+
+
+def _finish(
+    run: _Run, out_dir: Path, shards: ShardSplit, val_shards: ShardSplit, data: Mapping[str, str] | None
+) -> PretrainResult:
+    """After the last epoch: rank 0 writes the final state, the best epoch's exports and the model card.
+
+    The resume state is deleted once they are written; a run whose validation loss was never finite
+    exports nothing.
+    """
+    cfg, trainer, progress, ranks = run.cfg, run.trainer, run.progress, run.ranks
     if progress.best_model is None or progress.best_epoch is None or progress.best_val_loss is None:
         raise RuntimeError(f"{out_dir}: the validation loss was never finite; no encoder or model was written")
     best = (progress.best_epoch, progress.best_val_loss)
     log.info("rank %d of %d: final weights sha256 %s", ranks.rank, ranks.world_size, weights_digest(trainer.model))
     if ranks.is_main:
-        save_checkpoint(out_dir / "checkpoint.pt", trainer.state(progress, text))
-        encoder = encoder_state(progress.best_model)
-        _export_encoder(cfg.model.backbone, encoder, out_dir / "encoder.safetensors", best[0])
-        export_model(out_dir / MODEL_FILE, progress.best_model, cfg.model, best[0], text)
-        card = _model_card(cfg, trainer, best, shards, val_shards, text)
+        save_checkpoint(out_dir / "checkpoint.pt", trainer.state(progress, run.text))
+        export_encoder(out_dir / ENCODER_FILE, encoder_state(progress.best_model), cfg.model.backbone, best[0])
+        export_model(out_dir / MODEL_FILE, progress.best_model, cfg.model, best[0], run.text)
+        card = _model_card(cfg, trainer, best, shards, val_shards, run.text)
         write_json(out_dir / "model_card.json", {**card, "data_sha256": dict(data or {})})
-        resume_path.unlink()
+        run.resume_path.unlink()
     return PretrainResult(out_dir, cfg.epochs, trainer.step, trainer.skipped, *best)
 
 
 def _cpu_copy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """A detached, contiguous CPU copy that later steps cannot change."""
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
-
-
-def encoder_state(model_state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """The vision encoder E_v's part of an ``ImitateModel`` state_dict, under torchvision ResNet keys."""
-    return {k.removeprefix(BACKBONE_PREFIX): v for k, v in model_state.items() if k.startswith(BACKBONE_PREFIX)}
-
-
-def export_model(
-    path: str | Path, state: Mapping[str, Tensor], model: ModelConfig, epoch: int, text: Mapping[str, Any]
-) -> Path:
-    """Write a whole ``ImitateModel`` state_dict as safetensors with what rebuilds and checks it.
-
-    The header's one metadata key :data:`MODEL_METADATA_KEY` holds sort_keys JSON of the architecture
-    (``config``, the :class:`~imitate.models.ModelConfig` fields), the ``epoch`` and the facts of the
-    text embeddings it was trained on (``text_embeddings``).
-    """
-    facts = {"config": asdict(model), "epoch": epoch, "text_embeddings": dict(text)}
-    return save_weights(path, state, {MODEL_METADATA_KEY: json.dumps(facts, sort_keys=True)})
-
-
-def _export_encoder(backbone: str, state: Mapping[str, Tensor], path: Path, epoch: int) -> None:
-    # one metadata key: safetensors writes its metadata map in no fixed order, so several keys would
-    # make the bytes of identical runs differ
-    facts = {"backbone": backbone, "epoch": epoch, "keys": "torchvision ResNet state_dict without fc"}
-    save_weights(path, state, {ENCODER_METADATA_KEY: json.dumps(facts, sort_keys=True)})
 
 
 def _epoch_record(
@@ -317,10 +375,10 @@ def _model_card(
         "train_images": shards.num_samples,
         "val_images": val_shards.num_samples,
         "encoder": {
-            "file": "encoder.safetensors",
+            "file": ENCODER_FILE,
             "backbone": cfg.model.backbone,
             "epoch": best[0],
-            "keys": "torchvision ResNet state_dict without fc",
+            "keys": ENCODER_KEYS,
         },
         "model": {
             "file": MODEL_FILE,
