@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
-from torch import Tensor, nn
 
 from imitate.models.backbone import ResNetBackbone, imagenet_weights_path
+from imitate.models.files import load_encoder_weights
 from imitate.models.frozen import FrozenStages
+from imitate.models.weights import read_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -58,39 +58,6 @@ def weights_file(method: Method, backbone: str, pretrained: str | Path | None = 
             raise ValueError(f"method {method.name!r} evaluates the pretrained encoder: give its file")
         return Path(pretrained)
     return Path(method.weights)
-
-
-def read_state_dict(path: str | Path, prefix: str = "") -> dict[str, Tensor]:
-    """The tensors of an encoder file whose keys start with ``prefix``, with the prefix removed."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: encoder weights not found")
-    if path.suffix == ".safetensors":
-        state: object = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state_dict, got {type(state).__name__}")
-    tensors = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and isinstance(v, Tensor)}
-    if not tensors:
-        raise ValueError(f"{path}: no tensors under the key prefix {prefix!r}")
-    return tensors
-
-
-def load_encoder_weights(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
-    """Load a torchvision-keyed ``state`` into ``model``: every ResNet key must be present and fit."""
-    try:
-        result = model.load_state_dict(state, strict=False)
-    except RuntimeError as error:  # a tensor of the wrong shape, e.g. ResNet18 weights for a ResNet50
-        raise ValueError(f"{source}: encoder weights do not fit the backbone: {error}") from error
-    missing = [k for k in result.missing_keys if not k.startswith("fc.")]
-    unexpected = [k for k in result.unexpected_keys if not k.startswith("fc.")]
-    if missing or unexpected:
-        raise ValueError(
-            f"{source}: encoder weights do not fit the backbone (missing {missing[:5]}, unexpected {unexpected[:5]})"
-        )
 
 
 def build_encoder(

@@ -12,18 +12,15 @@ with another text encoder.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file
 
 from imitate.embed.embeddings import EmbedSettings, embed_unique, embedding_facts, normalise
 from imitate.embed.encoder import TextEncoder, load_encoder
@@ -33,8 +30,8 @@ from imitate.evaluate.data.prepared import EvalDataset
 from imitate.evaluate.request import EvalRequest
 from imitate.evaluate.rows import FRACTION_ALL, result_rows
 from imitate.models import ImitateModel, ModelConfig
+from imitate.models.files import load_model, model_config_from_dict
 from imitate.shards.reader import shard_paths
-from imitate.train.pretrain import MODEL_FILE, MODEL_METADATA_KEY
 
 log = logging.getLogger(__name__)
 
@@ -93,55 +90,10 @@ class EmbeddedSplit:
         return self.labels.argmax(axis=1)
 
 
-def model_config_from_dict(values: Mapping[str, Any], source: str | Path) -> ModelConfig:
-    """A :class:`ModelConfig` from its recorded fields (lists back to tuples)."""
-    unknown = sorted(set(values) - {f.name for f in fields(ModelConfig)})
-    if unknown:
-        raise ValueError(f"{source}: unknown model config field(s) {unknown}")
-    return ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-
-def read_model_facts(path: str | Path) -> dict[str, Any]:
-    """The ``config``, ``epoch`` and ``text_embeddings`` recorded in a ``model.safetensors`` header."""
-    try:
-        with safe_open(str(path), "pt") as fh:
-            metadata = fh.metadata() or {}
-    except SafetensorError as exc:
-        raise ValueError(f"{path}: not a safetensors file ({exc})") from exc
-    raw = metadata.get(MODEL_METADATA_KEY)
-    if raw is None:
-        raise ValueError(
-            f"{path}: no {MODEL_METADATA_KEY} metadata, so not a whole IMITATE model; pretraining writes "
-            f"one as {MODEL_FILE} (encoder.safetensors holds the ResNet only)"
-        )
-    facts = json.loads(raw)
-    missing = [k for k in ("config", "text_embeddings") if k not in facts]
-    if missing:
-        raise ValueError(f"{path}: its {MODEL_METADATA_KEY} metadata lacks {', '.join(missing)}")
-    return facts
-
-
 def load_vl_model(path: str | Path) -> JointModel:
-    """The model in ``model.safetensors`` (pretraining's best epoch), rebuilt from its metadata, in eval mode."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: model file not found (pretraining writes {MODEL_FILE})")
-    facts = read_model_facts(path)
-    # the weights come from the file: the backbone's own init (maybe a file path) must not be read
-    config = replace(model_config_from_dict(facts["config"], path), init="none")
-    with torch.random.fork_rng(devices=[]):
-        model = ImitateModel(config)
-    try:
-        result = model.load_state_dict(load_file(str(path)), strict=False)
-    except RuntimeError as exc:  # a tensor whose shape differs from the recorded architecture
-        raise ValueError(f"{path}: weights do not fit the model config it records: {exc}") from exc
-    if result.missing_keys or result.unexpected_keys:
-        raise ValueError(
-            f"{path}: weights do not fit the model config it records "
-            f"(missing {result.missing_keys[:5]}, unexpected {result.unexpected_keys[:5]})"
-        )
-    log.info("%s: %s model from pretraining epoch %s", path, config.backbone, facts.get("epoch"))
-    return JointModel(model.eval().requires_grad_(False), str(path), facts["text_embeddings"], facts.get("epoch"))
+    """The model in ``model.safetensors`` (pretraining's best epoch) with its facts, in eval mode."""
+    model, facts = load_model(path)
+    return JointModel(model, str(path), facts["text_embeddings"], facts.get("epoch"))
 
 
 def random_vl_model(model_cfg: ModelConfig, seed: int) -> JointModel:

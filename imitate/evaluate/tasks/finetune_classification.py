@@ -114,13 +114,7 @@ def finetune(
     come from its train shards, validation and test from all of its validate and test shards. Labels
     come from ``dataset`` by key.
     """
-    if dataset.kind not in FINETUNE_KINDS:
-        raise ValueError(f"dataset {dataset.name!r}: fine-tuning takes {' or '.join(FINETUNE_KINDS)} labels, "
-                         f"not {dataset.kind!r}")
-    if not all(p.requires_grad for p in encoder.parameters()):
-        raise ValueError("fine-tuning trains every encoder weight, but some are frozen (use build_encoder)")
-    if len(set(train_keys)) != len(train_keys):
-        raise ValueError(f"dataset {dataset.name!r}: the training keys repeat some images")
+    _check_inputs(encoder, dataset, train_keys)
     device = torch.device(settings.device)
     train = _split_images(dataset, shards_manifest, "train", sorted(train_keys), settings,
                           kad_crop_transform(settings.crop_size, settings.augment))
@@ -166,6 +160,17 @@ def finetune(
         n_test=len(test),
         test_probabilities=test_scores,
     )
+
+
+def _check_inputs(encoder: nn.Module, dataset: EvalDataset, train_keys: Sequence[str]) -> None:
+    """ValueError unless ``dataset`` has fine-tunable labels, every encoder weight trains and no key repeats."""
+    if dataset.kind not in FINETUNE_KINDS:
+        raise ValueError(f"dataset {dataset.name!r}: fine-tuning takes {' or '.join(FINETUNE_KINDS)} labels, "
+                         f"not {dataset.kind!r}")
+    if not all(p.requires_grad for p in encoder.parameters()):
+        raise ValueError("fine-tuning trains every encoder weight, but some are frozen (use build_encoder)")
+    if len(set(train_keys)) != len(train_keys):
+        raise ValueError(f"dataset {dataset.name!r}: the training keys repeat some images")
 
 
 def _split_images(
