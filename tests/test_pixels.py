@@ -7,15 +7,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_files import dicom_dataset, jpeg_baseline_dicom, save
 from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.encaps import encapsulate
-from pydicom.pixels import apply_modality_lut
+from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from imitate.images.crop import crop_nonzero, nonzero_box
-from imitate.images.pixels import ImageError, _apply_voi, _to_uint8, read_image
+from imitate.images.pixels import ImageError, read_image
 from imitate.images.resize import resize_shorter
+from tests.helpers.dicom_files import dicom_dataset, jpeg_baseline_dicom, save
 
 MPEG2_MAIN_PROFILE = "1.2.840.10008.1.2.4.100"
 
@@ -205,9 +205,12 @@ def test_resize_shorter_rejects_non_uint8() -> None:
         resize_shorter(np.zeros((8, 8), np.float32), 4)
 
 
-def _per_pixel(ds: Dataset) -> np.ndarray:
-    """The display pipeline run on every pixel, without the lookup table."""
-    return _to_uint8(*_apply_voi(apply_modality_lut(ds.pixel_array, ds), ds))
+def _reference(ds: Dataset, ends: tuple[float, float] | None = None) -> np.ndarray:
+    """pydicom's Modality LUT then VOI LUT on every pixel, then ``ends`` (default: the image's own value
+    range) mapped linearly onto 0..255, clipped and rounded."""
+    values = apply_voi_lut(apply_modality_lut(ds.pixel_array, ds), ds).astype(np.float64)
+    low, high = (values.min(), values.max()) if ends is None else ends
+    return np.rint(np.clip((values - low) * 255 / (high - low), 0, 255)).astype(np.uint8)
 
 
 def _mlut_item(values: np.ndarray) -> Dataset:
@@ -219,23 +222,38 @@ def _mlut_item(values: np.ndarray) -> Dataset:
 
 
 @pytest.mark.parametrize(
-    "header",
+    ("header", "ends"),
     [
-        {},
-        {"RescaleSlope": -1.5, "RescaleIntercept": 7000},
-        {"RescaleSlope": 0.25, "RescaleIntercept": -300, "WindowCenter": 200, "WindowWidth": 350},
-        {"WindowCenter": [900, 1500], "WindowWidth": [400, 900], "VOILUTFunction": "SIGMOID"},
-        {"ModalityLUTSequence": [_mlut_item((np.sin(np.arange(4096) / 300) * 3000 + 3000).astype(np.uint16))]},
+        ({}, None),
+        ({"RescaleSlope": -1.5, "RescaleIntercept": 7000}, None),
+        # the window (25..375) lies inside the rescaled values (-250..675): both ends are reached
+        ({"RescaleSlope": 0.25, "RescaleIntercept": -300, "WindowCenter": 200, "WindowWidth": 350}, None),
+        # a sigmoid never reaches its output range, 0 .. 2**BitsStored - 1 in pydicom: those ends become 0 and 255
+        ({"WindowCenter": [900, 1500], "WindowWidth": [400, 900], "VOILUTFunction": "SIGMOID"}, (0, 2**12 - 1)),
+        ({"ModalityLUTSequence": [_mlut_item((np.sin(np.arange(4096) / 300) * 3000 + 3000).astype(np.uint16))]}, None),
     ],
     ids=["range", "negative-rescale", "rescale-window", "sigmoid", "non-monotonic-mlut"],
 )
-def test_lookup_table_equals_the_per_pixel_pipeline(header: dict, tmp_path: Path) -> None:
+def test_lookup_table_equals_pydicom_per_pixel(header: dict, ends: tuple[int, int] | None, tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     stored = rng.integers(200, 3900, (48, 40), dtype=np.uint16)
     ds = dicom_dataset(stored)
     for keyword, value in header.items():
         setattr(ds, keyword, value)
-    np.testing.assert_array_equal(read_image(save(ds, tmp_path / "t.dcm")).array, _per_pixel(ds))
+    np.testing.assert_array_equal(read_image(save(ds, tmp_path / "t.dcm")).array, _reference(ds, ends))
+
+
+def test_a_modality_lut_is_scaled_by_the_values_the_image_holds(tmp_path: Path) -> None:
+    # stored 1000 and 3000 only; the LUT is the identity but for a spike at 2000, which no pixel holds
+    stored = np.full((8, 8), 1000, np.uint16)
+    stored[:, 4:] = 3000
+    lut = np.arange(4096, dtype=np.uint16)
+    lut[2000] = 60000
+    ds = dicom_dataset(stored)
+    ds.ModalityLUTSequence = [_mlut_item(lut)]
+    out = read_image(save(ds, tmp_path / "m.dcm")).array
+    np.testing.assert_array_equal(out, _reference(ds))
+    assert (out[:, :4] == 0).all() and (out[:, 4:] == 255).all()
 
 
 def test_signed_stored_values_use_the_table_too(tmp_path: Path) -> None:
@@ -243,7 +261,7 @@ def test_signed_stored_values_use_the_table_too(tmp_path: Path) -> None:
     ds = dicom_dataset(stored)
     ds.WindowCenter, ds.WindowWidth = -100, 1500
     out = read_image(save(ds, tmp_path / "s.dcm")).array
-    np.testing.assert_array_equal(out, _per_pixel(ds))
+    np.testing.assert_array_equal(out, _reference(ds))  # the window (-850..650) lies inside the values
     assert out.min() == 0 and out.max() == 255
 
 
@@ -270,8 +288,11 @@ def test_nonzero_box_and_crop_stretch_without_wrapping() -> None:
 
 
 def test_large_jpeg_is_decoded_at_reduced_scale_only_down_to_the_size_asked(tmp_path: Path) -> None:
-    smooth = np.asarray(Image.fromarray(np.random.default_rng(5).integers(0, 256, (30, 25), np.uint8)).resize(
-        (1000, 1200), Image.Resampling.BICUBIC))
+    smooth = np.asarray(
+        Image.fromarray(np.random.default_rng(5).integers(0, 256, (30, 25), np.uint8)).resize(
+            (1000, 1200), Image.Resampling.BICUBIC
+        )
+    )
     Image.fromarray(smooth).save(tmp_path / "big.jpg", quality=95)
     full = read_image(tmp_path / "big.jpg")
     reduced = read_image(tmp_path / "big.jpg", min_shorter_side=240)

@@ -1,10 +1,13 @@
+import hashlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 
-from imitate.parquet import read_metadata, write_table
+import imitate
+from imitate.io.parquet import read_metadata, write_table
 from imitate.provenance import (
     PARQUET_KEY,
     describe_input,
@@ -16,19 +19,34 @@ from imitate.provenance import (
 )
 
 
+def _package_source_sha256() -> str:
+    """What a record's ``code_sha256`` claims to be: sha256 over every .py and .yaml file of the installed
+    ``imitate`` package, in path order, each as its relative path, a NUL, its bytes and a NUL."""
+    root = Path(imitate.__file__).resolve().parent
+    files = sorted(
+        (p for p in root.rglob("*") if p.suffix in (".py", ".yaml") and p.is_file()),
+        key=lambda p: p.relative_to(root).parts,
+    )
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.relative_to(root).as_posix().encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def test_stage_run_stamps_parquet_and_writes_sidecars(tmp_path):
     raw = tmp_path / "raw.csv"
     raw.write_text("a,b\n1,2\n")
     out = tmp_path / "out.parquet"
-    with stage_run("demo", inputs={"raw": raw}, settings={"k": 1}, outputs=[out], run_id="r1", seeds={"s": 3}):
-        write_table(pa.table({"x": [1, 2]}), out)
+    with stage_run("demo", inputs={"raw": raw}, settings={"k": 1}, outputs=[out], run_id="r1", seeds={"s": 3}) as run:
+        write_table(pa.table({"x": [1, 2]}), out, run.parquet_metadata())
     stable = json.loads(read_metadata(out)[PARQUET_KEY])
     assert stable["stage"] == "demo" and stable["run_id"] == "r1" and stable["seeds"] == {"s": 3}
-    assert stable["inputs"]["raw"]["sha256"] == describe_input(raw)["sha256"]
+    assert stable["inputs"]["raw"]["sha256"] == hashlib.sha256(b"a,b\n1,2\n").hexdigest()
     assert {"torch", "pyarrow", "python"} <= set(stable["versions"])
-    assert len(stable["code_sha256"]) == 64
+    assert stable["code_sha256"] == _package_source_sha256()
+    assert stable["settings_sha256"] == hashlib.sha256(b'{"k":1}').hexdigest()  # canonical JSON of the settings
     sidecar = json.loads(sidecar_path(out).read_text())
-    assert sidecar["outputs"][0]["sha256"] == describe_input(out)["sha256"]
+    assert sidecar["outputs"][0]["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
     assert sidecar["run"]["started"] <= sidecar["run"]["ended"]
 
 
@@ -38,8 +56,8 @@ def test_parquet_outputs_stay_byte_identical_across_runs(tmp_path):
     digests = []
     for _ in range(2):
         out = tmp_path / "o.parquet"
-        with stage_run("s", inputs={"raw": raw}, settings={}, outputs=[out]):
-            write_table(pa.table({"x": [1]}), out)
+        with stage_run("s", inputs={"raw": raw}, settings={}, outputs=[out]) as run:
+            write_table(pa.table({"x": [1]}), out, run.parquet_metadata())
         digests.append(describe_input(out)["sha256"])
     assert digests[0] == digests[1]
 
@@ -68,10 +86,10 @@ def test_lineage_walks_down_to_raw_inputs(tmp_path):
     raw = tmp_path / "raw.csv"
     raw.write_text("1")
     mid, top = tmp_path / "mid.parquet", tmp_path / "top.parquet"
-    with stage_run("first", inputs={"raw": raw}, settings={}, outputs=[mid]):
-        write_table(pa.table({"x": [1]}), mid)
-    with stage_run("second", inputs={"mid": mid}, settings={}, outputs=[top]):
-        write_table(pa.table({"x": [2]}), top)
+    with stage_run("first", inputs={"raw": raw}, settings={}, outputs=[mid]) as run:
+        write_table(pa.table({"x": [1]}), mid, run.parquet_metadata())
+    with stage_run("second", inputs={"mid": mid}, settings={}, outputs=[top]) as run:
+        write_table(pa.table({"x": [2]}), top, run.parquet_metadata())
     tree = lineage(top)
     assert tree["stage"] == "second"
     assert tree["inputs"]["mid"]["stage"] == "first"
