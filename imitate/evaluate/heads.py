@@ -13,8 +13,9 @@ optimised and saved, and the encoder stays as loaded. The loss of a batch is the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -23,9 +24,11 @@ from torch import Tensor, nn
 from imitate.evaluate.data.stage_batches import StageBatch, StageBatches, StageCache
 from imitate.evaluate.device import autocast, deterministic_on_cpu
 from imitate.evaluate.fit import FitResult, Selection, fit
+from imitate.evaluate.settings import from_block
 from imitate.models.frozen import FrozenStages
 
 HeadLoss = Callable[[nn.Module, StageBatch], Tensor]
+T = TypeVar("T")
 DEFAULT_CACHE_GIB = 4.0
 
 
@@ -51,6 +54,14 @@ class HeadSettings:
             raise ValueError(f"cache_gib must be >= 0, got {self.cache_gib}")
         if torch.device(self.device).type not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
+
+
+def dense_settings(cls: type[T], block: Mapping[str, Any], where: str, *, device: str, seed: int) -> T:
+    """A dense task's settings ``cls`` from its block: the :class:`HeadSettings` keys (with ``device`` and
+    ``seed``) make its ``head``, the other keys its own fields."""
+    head_keys = {f.name for f in fields(HeadSettings)}
+    head = from_block(HeadSettings, {k: v for k, v in block.items() if k in head_keys}, where, device=device, seed=seed)
+    return from_block(cls, {k: v for k, v in block.items() if k not in head_keys}, where, head=head)
 
 
 def stage_cache(encoder: FrozenStages, stages: Iterable[int], settings: HeadSettings) -> StageCache:

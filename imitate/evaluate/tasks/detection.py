@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -35,10 +35,9 @@ from imitate.evaluate.data.stage_batches import StageBatch, StageBatches, StageC
 from imitate.evaluate.dense import DenseJob, run_dense
 from imitate.evaluate.device import autocast, deterministic_on_cpu, model_device
 from imitate.evaluate.fit import EpochScore
-from imitate.evaluate.heads import HeadSettings, fit_head, stage_cache
+from imitate.evaluate.heads import HeadSettings, dense_settings, fit_head, stage_cache
 from imitate.evaluate.metrics.dense import Detections, detection_metrics
 from imitate.evaluate.request import EvalRequest
-from imitate.evaluate.settings import from_block
 from imitate.losses.yolo import decode_boxes, detection_loss, yolo_anchors
 from imitate.models.frozen import FrozenStages
 from imitate.models.yolo import HEAD_STAGES, YoloHead
@@ -64,15 +63,11 @@ class Settings:
             raise ValueError(f"detection input_size must be a multiple of 32 (the stride-32 grid must tile it), "
                              f"got {self.head.input_size}")
 
-
     @classmethod
     def from_block(cls, block: Mapping[str, Any], *, device: str, seed: int) -> Settings:
-        """The settings of an ``evaluate.detection`` block: its head keys make the :class:`HeadSettings`."""
-        head_keys = {f.name for f in fields(HeadSettings)}
-        where = "evaluate.detection"
-        head = from_block(HeadSettings, {k: v for k, v in block.items() if k in head_keys}, where, device=device,
-                          seed=seed)
-        return from_block(cls, {k: v for k, v in block.items() if k not in head_keys}, where, head=head)
+        """The settings of an ``evaluate.detection`` block (its head keys make the :class:`HeadSettings`)."""
+        return dense_settings(cls, block, "evaluate.detection", device=device, seed=seed)
+
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing array fields with == has no single truth value
 class PreviewBoxes:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,10 +39,9 @@ from imitate.evaluate.data.stage_batches import StageBatch, StageBatches, StageC
 from imitate.evaluate.dense import DenseJob, run_dense
 from imitate.evaluate.device import autocast, deterministic_on_cpu, model_device
 from imitate.evaluate.fit import EpochScore
-from imitate.evaluate.heads import HeadSettings, fit_head, stage_cache
+from imitate.evaluate.heads import HeadSettings, dense_settings, fit_head, stage_cache
 from imitate.evaluate.metrics.dense import DiceAccumulator
 from imitate.evaluate.request import EvalRequest
-from imitate.evaluate.settings import from_block
 from imitate.losses.segmentation import segmentation_loss
 from imitate.models.frozen import FrozenStages
 from imitate.models.unet import DECODER_CHANNELS, UNetDecoder
@@ -77,15 +76,11 @@ class Settings:
         if self.negatives_per_positive is not None and not self.negatives_per_positive >= 0:
             raise ValueError(f"negatives_per_positive must be >= 0 or None, got {self.negatives_per_positive}")
 
-
     @classmethod
     def from_block(cls, block: Mapping[str, Any], *, device: str, seed: int) -> Settings:
-        """The settings of an ``evaluate.segmentation`` block: its head keys make the :class:`HeadSettings`."""
-        head_keys = {f.name for f in fields(HeadSettings)}
-        where = "evaluate.segmentation"
-        head = from_block(HeadSettings, {k: v for k, v in block.items() if k in head_keys}, where, device=device,
-                          seed=seed)
-        return from_block(cls, {k: v for k, v in block.items() if k not in head_keys}, where, head=head)
+        """The settings of an ``evaluate.segmentation`` block (its head keys make the :class:`HeadSettings`)."""
+        return dense_settings(cls, block, "evaluate.segmentation", device=device, seed=seed)
+
 
 @dataclass(frozen=True, eq=False)  # eq=False: comparing array fields with == has no single truth value
 class PreviewImage:
