@@ -37,6 +37,7 @@ from torchvision.transforms import v2
 from imitate.embed.store import embedding_matrix
 from imitate.images.transforms import build_train_transform, crop_transform
 from imitate.shards.reader import decode_sample, tar_samples
+from imitate.train.interrupt import ignore_stop_signals
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,8 @@ def build_pretrain_loader(
     generator = torch.Generator().manual_seed(int(np.random.default_rng([seed, epoch, rank]).integers(2**63)))
     # page-locked batches let the trainer's non_blocking copies to the GPU overlap the compute
     return DataLoader(
-        stream, batch_size=None, num_workers=workers, generator=generator, pin_memory=torch.cuda.is_available()
+        stream, batch_size=None, num_workers=workers, generator=generator, pin_memory=torch.cuda.is_available(),
+        worker_init_fn=ignore_stop_signals,
     )
 
 

@@ -2,7 +2,9 @@
 
 The handler only raises a flag; the training loop checks it after each step, writes a checkpoint and
 stops, so the signal never lands in the middle of an optimizer update or a file write. A second
-Ctrl-C stops at once.
+Ctrl-C stops at once. DataLoader workers ignore both signals (:func:`ignore_stop_signals`): SLURM's
+``scancel`` and preemption, and Ctrl-C in a terminal, signal the whole process group, and a worker that
+died of it would crash the main process mid-step, before its checkpoint.
 """
 
 from __future__ import annotations
@@ -56,3 +58,10 @@ def stop_on_signals() -> Iterator[StopFlag]:
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """A DataLoader ``worker_init_fn``: the worker ignores SIGTERM and SIGINT, and the main process, having
+    saved its checkpoint, shuts it down."""
+    for s in STOP_SIGNALS:
+        signal.signal(s, signal.SIG_IGN)
