@@ -24,7 +24,7 @@ from torch import nn
 
 from imitate.evaluate.data.features import Features, extract_features
 from imitate.evaluate.data.prepared import EvalDataset, read_subsets
-from imitate.evaluate.encoders import Method, frozen_encoder
+from imitate.evaluate.encoders import frozen_encoder
 from imitate.evaluate.fit import FitResult, Selection, fit
 from imitate.evaluate.metrics.classification import check_kind, class_indices, classification_metrics, validation_score
 from imitate.evaluate.request import EvalRequest
@@ -124,11 +124,10 @@ def linear_probe(
                        len(xs), test_probabilities)
 
 
-def split_features(
-    method: Method, seed: int, request: EvalRequest
-) -> dict[str, Features]:
-    """Features of the train, validate and test shards under ``method``'s frozen encoder."""
-    encoder = frozen_encoder(method, request.backbone, seed=seed, pretrained=request.weights_file).to(request.device)
+def split_features(request: EvalRequest, seed: int) -> dict[str, Features]:
+    """Features of the train, validate and test shards under the request's frozen encoder for ``seed``."""
+    encoder = frozen_encoder(request.method, request.backbone, seed=seed, pretrained=request.weights_file)
+    encoder = encoder.to(request.device)
     return {
         split: extract_features(encoder, shard_paths(request.shards, split), crop_size=request.crop_size,
                                 batch_size=request.batch_size, device=request.device)
@@ -160,7 +159,7 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
     feats: dict[str, Features] | None = None
     for seed in request.seeds:
         if feats is None or request.method.is_random:
-            feats = split_features(request.method, seed, request)
+            feats = split_features(request, seed)
         val = (feats["validate"].values, dataset.targets(feats["validate"].keys))
         test = (feats["test"].values, dataset.targets(feats["test"].keys))
         settings = Settings.from_block(request.settings, seed=seed)
