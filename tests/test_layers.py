@@ -133,6 +133,9 @@ def test_every_stage_lives_in_a_part_named_for_it():
     top = sorted(p.name for p in PACKAGE.iterdir() if p.suffix == ".py")
     assert top == ["__init__.py", "__main__.py", "cli.py", "config.py"]
     assert all((PACKAGE / part / "__init__.py").is_file() for part in STAGE_PARTS)
+    # a folder without __init__.py imports here as a namespace package but is left out of a built wheel
+    folders = {p.parent for p in PACKAGE.rglob("*.py")}
+    assert not sorted(str(f) for f in folders if not (f / "__init__.py").is_file())
 
 
 def test_no_file_or_function_is_too_long_without_a_reason():
