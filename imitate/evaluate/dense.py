@@ -80,13 +80,16 @@ def _check_size(shards_manifest: Path, input_size: int, name: str) -> None:
 def run_dense(
     request: EvalRequest,
     *,
-    settings_of: Callable[[int], DenseSettings],
+    read_settings: Callable[..., DenseSettings],
     stages: Callable[[FrozenStages], Iterable[int]],
     masks: bool,
     train_and_test: Callable[[DenseJob, Any], DenseResult],
 ) -> list[dict[str, object]]:
-    """Result rows of a dense task for every fraction and seed; ``settings_of(seed)`` gives the task's
-    settings, ``stages`` the encoder outputs its head reads, ``masks`` whether the images carry masks."""
+    """Result rows of a dense task for every fraction and seed.
+
+    ``read_settings(block, device=, seed=)`` is the task's ``Settings.from_block``, ``stages`` the encoder
+    outputs its head reads, ``masks`` whether the images carry masks.
+    """
     dataset, records, manifest = request.dataset(), request.records, request.shards
     info = request.run_info(dataset)
     targets = read_dense_targets(records)
@@ -95,7 +98,8 @@ def run_dense(
                          f"{request.task}")
     geometry = read_geometry(manifest)
     index = {split: index_shard_images(shard_paths(manifest, split)) for split in ("train", "validate", "test")}
-    input_size = settings_of(request.seeds[0]).head.input_size
+    by_seed = {seed: read_settings(request.settings, device=request.device, seed=seed) for seed in request.seeds}
+    input_size = by_seed[request.seeds[0]].head.input_size
     _check_size(manifest, input_size, dataset.name)
     subset_keys = read_subsets(request.subsets)
 
@@ -105,7 +109,7 @@ def run_dense(
     rows: list[dict[str, object]] = []
     shown, encoder, cache = None, None, None
     for seed in request.seeds:
-        settings = settings_of(seed)
+        settings = by_seed[seed]
         if encoder is None or request.method.is_random:
             encoder = frozen_stages(request.method, request.backbone, seed=seed,
                                     pretrained=request.weights_file).to(request.device)

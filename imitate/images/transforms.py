@@ -26,6 +26,7 @@ from torchvision.transforms import v2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 AUGMENTS = ("paper", "official")
+KAD_AUGMENTS = ("kad", "none")  # fine-tuning: the random resized crop, or the center crop alone
 KAD_CROP_SCALE = (0.2, 1.0)
 KAD_ROTATION_DEGREES = 10.0
 
@@ -88,7 +89,7 @@ def kad_crop_transform(crop_size: int, augment: str) -> v2.Compose:
     elif augment == "none":
         crop = v2.CenterCrop(crop_size)
     else:
-        raise ValueError(f"finetune augment must be one of kad, none, got {augment!r}")
+        raise ValueError(f"finetune augment must be one of {', '.join(KAD_AUGMENTS)}, got {augment!r}")
     return v2.Compose([v2.ToImage(), crop, v2.ToPureTensor()])
 
 

@@ -195,6 +195,5 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
         return detect(job.encoder, job.train_images(job.train_keys), job.val, job.test, settings, name=job.name,
                       cache=job.cache)
 
-    return run_dense(request, settings_of=lambda seed: Settings.from_block(request.settings, device=request.device,
-                                                                           seed=seed),
-                     stages=lambda encoder: HEAD_STAGES, masks=False, train_and_test=train_and_test)
+    return run_dense(request, read_settings=Settings.from_block, stages=lambda encoder: HEAD_STAGES, masks=False,
+                     train_and_test=train_and_test)

@@ -48,12 +48,11 @@ from imitate.evaluate.metrics.classification import classification_metrics, macr
 from imitate.evaluate.request import EvalRequest
 from imitate.evaluate.rows import result_rows
 from imitate.evaluate.settings import from_block
-from imitate.images.transforms import kad_augment, kad_crop_transform
+from imitate.images.transforms import KAD_AUGMENTS, kad_augment, kad_crop_transform
 from imitate.shards.reader import shard_paths
 
 log = logging.getLogger(__name__)
 
-AUGMENTS = ("kad", "none")
 FINETUNE_KINDS = tuple(k for k in KINDS if k != "multiclass")
 
 
@@ -72,8 +71,8 @@ class Settings:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.augment not in AUGMENTS:
-            raise ValueError(f"finetune augment must be one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        if self.augment not in KAD_AUGMENTS:
+            raise ValueError(f"finetune augment must be one of {', '.join(KAD_AUGMENTS)}, got {self.augment!r}")
         if min(self.epochs, self.batch_size, self.crop_size) < 1 or self.workers < 0:
             raise ValueError("finetune epochs, batch_size and crop_size must be >= 1 and workers >= 0")
         if torch.device(self.device).type not in ("cpu", "cuda"):
@@ -243,11 +242,11 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
     dataset = request.dataset()
     info = request.run_info(dataset)
     rows: list[dict[str, object]] = []
+    fractions = sorted(read_subsets(request.subsets).items())
     for seed in request.seeds:
-        for fraction, keys in sorted(read_subsets(request.subsets).items()):
+        settings = Settings.from_block(request.settings, crop_size=request.crop_size, device=request.device, seed=seed)
+        for fraction, keys in fractions:
             encoder = build_encoder(request.method, request.backbone, seed=seed, pretrained=request.weights_file)
-            settings = Settings.from_block(request.settings, crop_size=request.crop_size, device=request.device,
-                                           seed=seed)
             result = finetune(encoder, encoder.num_features, dataset, request.shards, keys, settings)
             rows += result_rows(info, fraction=fraction, seed=seed, metrics=result.metrics, n_train=result.n_train,
                                 n_test=result.n_test, best_epoch=result.fit.best_epoch)

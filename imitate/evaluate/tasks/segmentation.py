@@ -276,6 +276,5 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
         return segment(job.encoder, job.train_images(keys), job.val, job.test, settings, name=job.name,
                        cache=job.cache)
 
-    return run_dense(request, settings_of=lambda seed: Settings.from_block(request.settings, device=request.device,
-                                                                           seed=seed),
-                     stages=lambda encoder: range(len(encoder.channels)), masks=True, train_and_test=train_and_test)
+    return run_dense(request, read_settings=Settings.from_block, stages=lambda encoder: range(len(encoder.channels)),
+                     masks=True, train_and_test=train_and_test)
