@@ -15,6 +15,7 @@ if not workflow.overwrite_configfiles:
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/experiments.smk"
 include: "workflow/rules/preflight.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/sections.smk"
@@ -24,6 +25,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/ablations.smk"
 
 
 check_raw_data_untouched()

@@ -34,6 +34,9 @@ FORBIDDEN: dict[str, set[str]] = {
     "evaluate": {"train", "commands", "cli", "tables", "preflight"},
     "train": {"evaluate", "commands", "cli", "tables", "preflight"},
     "tables": {"train", "commands", "cli"},
+    # read by the workflow at load time: configuration only, never torch
+    "experiments": {"train", "evaluate", "models", "losses", "commands", "cli", "tables", "preflight", "datasets",
+                    "shards", "demo", "embed", "images", "provenance", "sections", "manifest"},
 }
 STAGE_PARTS = ("sections", "manifest", "shards", "embed", "datasets", "demo", "train", "evaluate", "tables",
                "preflight", "provenance")

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,39 +20,22 @@ import pytest
 import yaml
 
 from imitate.config import load_run_config
-from imitate.datasets import load_adapter
 from tests.helpers.real_tree import (
     BACKBONE,
-    ENCODER,
+    DEMO_CONFIG,
     TEMPLATE,
-    TEMPLATE_DATA,
-    imagenet_file,
+    snakemake,
     tree_digest,
+    used_datasets,
     write_imagenet_weights,
+    write_placeholder_world,
     write_raw_world,
 )
-from tests.helpers.workflow import ROOT, TINY
-
-DEMO_CONFIG = ROOT / "config.yaml"
-TASKS = ("linear_classification", "finetune_classification", "segmentation", "detection", "zero_shot",
-         "retrieval")
-
-
-def _snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """``snakemake`` as a user types it (no config file unless ``args`` names one)."""
-    env = {**os.environ, **(env or {}), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500, cwd=workdir)
+from tests.helpers.workflow import TINY
 
 
 def _template() -> dict:
     return yaml.safe_load(TEMPLATE.read_text())
-
-
-def _used_datasets(config: dict) -> list[str]:
-    used = {name for task in TASKS for name in config["evaluate"][task]["datasets"]}
-    return [name for name in config["datasets"] if name in used]
 
 
 def test_the_template_is_complete_on_its_own():
@@ -81,32 +62,12 @@ def test_config_files_merge_in_order_without_the_demo(tmp_path):
 def placeholder_world(tmp_path_factory) -> tuple[Path, dict]:
     """The template with its roots under a tmp tree of empty placeholder raw files (enough to plan)."""
     base = tmp_path_factory.mktemp("placeholders")
-    text = TEMPLATE.read_text().replace(TEMPLATE_DATA, f"{base}/data/").replace("/models/Bio_ClinicalBERT", ENCODER)
-    config = yaml.safe_load(text)
-    data = config["data"]
-    root = Path(data["root"])
-    (root / data["reports"]).mkdir(parents=True)
-    for key in ("metadata", "split", "labels"):
-        (root / data[key]).parent.mkdir(parents=True, exist_ok=True)
-        (root / data[key]).touch()
-    for name in _used_datasets(config):
-        adapter = load_adapter(name, config["datasets"][name])
-        for rel in adapter.raw_files().values():
-            (adapter.root / rel).parent.mkdir(parents=True, exist_ok=True)
-            (adapter.root / rel).touch()
-    weights = imagenet_file(base / "torch", config["model"]["backbone"])
-    weights.parent.mkdir(parents=True)
-    weights.touch()
-    (base / "my-run.yaml").write_text(text)
-    (base / "work").mkdir()
-    # the demo's config.yaml where a user runs snakemake (the checkout): it must not be read
-    (base / "work" / "config.yaml").write_text(DEMO_CONFIG.read_text())
-    return base, config
+    return base, write_placeholder_world(base)
 
 
 def _plan(base: Path, *args: str) -> subprocess.CompletedProcess:
     """A dry run of the placeholder world, with its torch cache."""
-    return _snakemake(base / "work", "--dry-run", "--printshellcmds", *args, env={"TORCH_HOME": str(base / "torch")})
+    return snakemake(base / "work", "--dry-run", "--printshellcmds", *args, env={"TORCH_HOME": str(base / "torch")})
 
 
 def _planned_jobs(stdout: str) -> list[str]:
@@ -131,7 +92,7 @@ def test_dry_run_uses_the_template_s_options_and_split_for_every_dataset(placeho
     run = _plan(base, "--until", "dataset", "--configfile", str(base / "my-run.yaml"))
     assert run.returncode == 0, run.stderr[-3000:]
     commands = {m.group(1): m.group(0) for m in re.finditer(r"imitate dataset (\w+) .*", run.stdout)}
-    assert set(commands) == set(_used_datasets(config))
+    assert set(commands) == set(used_datasets(config))
     for name, command in commands.items():
         entry = _template()["datasets"][name]
         options = json.loads(re.search(r"--options '([^']*)'", command).group(1))
@@ -158,7 +119,7 @@ def test_a_demo_copy_into_a_real_root_is_refused_at_load_time(tmp_path):
     override = tmp_path / "raw-demo.yaml"
     raw = tmp_path / "raw" / "rsna"
     override.write_text(yaml.safe_dump({"datasets": {"rsna": {"root": str(raw)}}}))
-    run = _snakemake(tmp_path, "--dry-run", "--configfile", str(TINY), str(override))
+    run = snakemake(tmp_path, "--dry-run", "--configfile", str(TINY), str(override))
     assert run.returncode != 0
     assert f"rule dataset_demo_rsna writes '{raw}/stage_2_train_labels.csv' inside datasets.rsna.root" in run.stdout
     assert not raw.exists()
@@ -167,7 +128,7 @@ def test_a_demo_copy_into_a_real_root_is_refused_at_load_time(tmp_path):
 def test_demo_mimic_outside_results_is_refused(tmp_path):
     override = tmp_path / "raw-mimic.yaml"
     override.write_text(yaml.safe_dump({"data": {"root": str(tmp_path / "physionet")}}))
-    run = _snakemake(tmp_path, "--dry-run", "--configfile", str(TINY), str(override))
+    run = snakemake(tmp_path, "--dry-run", "--configfile", str(TINY), str(override))
     assert run.returncode != 0 and "rule demo_data writes" in run.stdout and "inside data.root" in run.stdout
 
 
@@ -179,7 +140,7 @@ def rehearsal(tmp_path_factory) -> tuple[Path, dict, subprocess.CompletedProcess
     write_imagenet_weights(base / "torch", BACKBONE)  # the override's backbone
     (base / "work").mkdir()
     before = tree_digest(base / "data")
-    run = _snakemake(base / "work", "--configfile", str(base / "my-run.yaml"), str(base / "small.yaml"),
+    run = snakemake(base / "work", "--configfile", str(base / "my-run.yaml"), str(base / "small.yaml"),
                      env={"TORCH_HOME": str(base / "torch")})
     if run.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in sorted((base / "work/logs").rglob("*.log")))
@@ -206,7 +167,7 @@ def test_rehearsal_runs_no_demo_rule(rehearsal):
 def test_rehearsal_prepares_every_dataset_with_the_template_s_options_and_split(rehearsal):
     base, config, _, _, _ = rehearsal
     template = _template()
-    for name in _used_datasets(config):
+    for name in used_datasets(config):
         facts = json.loads(pq.read_schema(base / f"work/results/datasets/{name}/records.parquet")
                            .metadata[b"imitate.dataset"])
         entry = template["datasets"][name]
@@ -231,6 +192,6 @@ def test_rehearsal_tables_mark_the_datasets_as_real(rehearsal):
 
 def test_rehearsal_second_run_has_nothing_to_do(rehearsal):
     base, _, _, _, _ = rehearsal
-    run = _snakemake(base / "work", "--dry-run", "--configfile", str(base / "my-run.yaml"), str(base / "small.yaml"),
+    run = snakemake(base / "work", "--dry-run", "--configfile", str(base / "my-run.yaml"), str(base / "small.yaml"),
                      env={"TORCH_HOME": str(base / "torch")})
     assert run.returncode == 0 and "Nothing to be done" in run.stdout + run.stderr

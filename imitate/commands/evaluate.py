@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="result rows (Parquet)")
     parser.add_argument("--preview", default=None,
                         help="segmentation and detection: PNG of test predictions (largest subset, first seed)")
+    parser.add_argument("--fractions", type=float, nargs="+", default=[],
+                        help="training fractions (percent) to evaluate; default: every subset of --subsets")
+    parser.add_argument("--experiment", default="base", help="experiment name written in the results")
+    parser.add_argument("--experiment-sha256", default=None, help="sha256 of the experiment's overrides")
     parser.add_argument("--run-id", default="adhoc", help="run name recorded in results and provenance")
 
 
@@ -63,6 +67,9 @@ def main(args: argparse.Namespace) -> int:
         text_settings=json.loads(args.text_settings),
         run_id=args.run_id,
         preview=Path(args.preview) if args.preview else None,
+        fractions=tuple(args.fractions),
+        experiment=args.experiment,
+        experiment_sha256=args.experiment_sha256,
     )
     if (request.preview is not None) != (request.task in DENSE_TASKS):
         raise SystemExit(f"--preview is required for {', '.join(DENSE_TASKS)} and only for them")

@@ -13,7 +13,8 @@ from imitate.tables.gather import gather, markdown, write_csv
 log = logging.getLogger(__name__)
 
 
-def _dataset_adapter(text: str) -> tuple[str, str]:
+def dataset_adapter(text: str) -> tuple[str, str]:
+    """A DATASET=ADAPTER argument as (dataset, adapter)."""
     name, sep, adapter = text.partition("=")
     if not sep or not name or not adapter:
         raise argparse.ArgumentTypeError(f"expected DATASET=ADAPTER, got {text!r}")
@@ -24,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``imitate tables``."""
     parser.add_argument("parts", nargs="+", help="per-method result Parquet files")
     parser.add_argument("--task", required=True, choices=TASKS)
-    parser.add_argument("--real-datasets", type=_dataset_adapter, nargs="*", default=[], metavar="DATASET=ADAPTER",
+    parser.add_argument("--real-datasets", type=dataset_adapter, nargs="*", default=[], metavar="DATASET=ADAPTER",
                         help="datasets holding real data: the paper's numbers are shown beside them")
     parser.add_argument("--csv", required=True, help="CSV table to write")
     parser.add_argument("--md", required=True, help="Markdown table to write")

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import pyarrow.parquet as pq
 
 from imitate.evaluate.data.dense import DenseImages, DenseTarget, has_dense_targets, read_dense_targets, read_geometry
-from imitate.evaluate.data.prepared import EvalDataset, read_subsets
+from imitate.evaluate.data.prepared import EvalDataset
 from imitate.evaluate.data.shard_images import index_shard_images
 from imitate.evaluate.data.stage_batches import StageCache
 from imitate.evaluate.encoders import frozen_stages
@@ -101,7 +101,7 @@ def run_dense(
     by_seed = {seed: read_settings(request.settings, device=request.device, seed=seed) for seed in request.seeds}
     input_size = by_seed[request.seeds[0]].head.input_size
     _check_size(manifest, input_size, dataset.name)
-    subset_keys = read_subsets(request.subsets)
+    subset_keys = request.training_subsets()
 
     def images(keys: Sequence[str], split: str, seed: int) -> DenseImages:
         return DenseImages(keys, targets, geometry, index[split], input_size, masks=masks, seed=seed)

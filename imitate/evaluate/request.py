@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from imitate.evaluate.data.prepared import EvalDataset, load_eval_dataset
+from imitate.evaluate.data.prepared import EvalDataset, load_eval_dataset, read_subsets
 from imitate.evaluate.encoders import Method
 from imitate.evaluate.rows import RunInfo
 from imitate.evaluate.tasks import task_module
@@ -38,6 +38,9 @@ class EvalRequest:
     text_settings: Mapping[str, Any]
     run_id: str
     preview: Path | None = None  # the dense tasks' PNG of test predictions
+    fractions: tuple[float, ...] = ()  # the training fractions evaluated (empty: every subset of the dataset)
+    experiment: str = "base"
+    experiment_sha256: str | None = None
 
     def recorded(self) -> dict[str, Any]:
         """The settings a provenance record keeps (paths are recorded as inputs instead)."""
@@ -52,7 +55,17 @@ class EvalRequest:
         """What every result row of this request shares (the evaluated file's sha256 included)."""
         checkpoint = file_sha256(self.weights_file) if self.weights_file else None
         return RunInfo(dataset=dataset.name, task=self.task, method=self.method.name, run_id=self.run_id,
-                       checkpoint_sha256=checkpoint)
+                       checkpoint_sha256=checkpoint, experiment=self.experiment,
+                       experiment_sha256=self.experiment_sha256)
+
+    def training_subsets(self) -> dict[float, list[str]]:
+        """Training keys per evaluated fraction: every subset of the dataset, or those ``fractions`` names."""
+        subsets = read_subsets(self.subsets)
+        missing = [f for f in self.fractions if f not in subsets]
+        if missing:
+            raise ValueError(f"{self.subsets}: no training subset for fraction(s) {missing}; it holds "
+                             f"{sorted(subsets)} (evaluate.fractions of the dataset rule)")
+        return {f: keys for f, keys in subsets.items() if not self.fractions or f in self.fractions}
 
 
 def evaluate(request: EvalRequest) -> list[dict[str, object]]:

@@ -16,6 +16,8 @@ RESULT_SCHEMA = pa.schema(
         ("task", pa.string()),
         ("fraction", pa.string()),
         ("method", pa.string()),
+        ("experiment", pa.string()),
+        ("experiment_sha256", pa.string()),
         ("seed", pa.int64()),
         ("metric", pa.string()),
         ("value", pa.float64()),
@@ -42,6 +44,8 @@ class RunInfo:
     method: str
     run_id: str
     checkpoint_sha256: str | None
+    experiment: str = "base"
+    experiment_sha256: str | None = None  # the sha256 of the experiment's overrides
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -65,6 +69,8 @@ def result_rows(
             "task": info.task,
             "fraction": fraction_name(fraction),
             "method": info.method,
+            "experiment": info.experiment,
+            "experiment_sha256": info.experiment_sha256,
             "seed": seed,
             "metric": metric,
             "value": float(value),

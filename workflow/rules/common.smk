@@ -15,6 +15,7 @@ from imitate.config import PRETRAIN_SCHEDULING_KEYS, config_hash  # noqa: E402  
 from imitate.datasets import load_adapter  # noqa: E402
 from imitate.evaluate.tasks import DENSE_TASKS, TASKS  # noqa: E402
 from imitate.evaluate.settings import task_settings  # noqa: E402
+from imitate.experiments.plan import BASE, ablation_columns, embed_key, resolve_experiments  # noqa: E402
 from imitate.provenance.code import stage_code_sha256  # noqa: E402
 from imitate.preflight.raw_roots import check_outputs_outside_raw_roots  # noqa: E402
 
@@ -59,10 +60,10 @@ def root_from_output(wildcards, output):
     return data_root_of(output.metadata)
 
 
-def settings(*keys, scheduling=()):
-    """The resolved config block at `keys` as JSON, less its `scheduling` keys (how many cores, not what is
-    computed): a rule param, so any other change reruns the rule."""
-    block = config
+def settings(blocks, *keys, scheduling=()):
+    """The block of `blocks` (the config, or an experiment's resolved blocks) at `keys` as JSON, less its
+    `scheduling` keys (how many cores, not what is computed): a rule param, so any other change reruns the rule."""
+    block = blocks
     for key in keys:
         block = block[key]
     return json.dumps({k: v for k, v in block.items() if k not in scheduling}, sort_keys=True)
@@ -120,8 +121,12 @@ def task_methods(task):
 
 
 def evaluation_outputs(task):
-    """The per-(dataset, method) result files of `task`."""
-    return [f"results/evaluate/{task}/{d}/{m}.parquet" for d in task_datasets(task) for m in task_methods(task)]
+    """The per-(dataset, method) result files of `task`: the base's, then each experiment's."""
+    parts = [f"results/evaluate/{task}/{d}/{m}.parquet" for d in task_datasets(task) for m in task_methods(task)]
+    for name in VARIANTS:
+        datasets = [d for (t, d) in EXPERIMENTS[name].evaluations if t == task]
+        parts += [f"{experiment_dir(name)}/evaluate/{task}/{d}/{m}.parquet" for d in datasets for m in pretrain_methods()]
+    return parts
 
 
 def final_tables():
@@ -134,7 +139,8 @@ def final_outputs():
     """Everything `snakemake` builds by default: the tables and the provenance catalog over them."""
     return [
         *final_tables(),
-        "results/pretrain/loss_curve.png",
+        *ablation_outputs(),
+        *[pretrain_output(name, "loss_curve.png") for name in EXPERIMENTS],
         "results/embed/section_map.png",
         "results/provenance.duckdb",
     ]
@@ -147,7 +153,7 @@ def method_weights(wildcards):
         return []
     if weights == "pretrain":
         vl = wildcards.task in VISION_LANGUAGE_TASKS
-        return [rules.pretrain.output.model if vl else rules.pretrain.output.encoder]
+        return [pretrain_output(experiment_of(wildcards).name, "model.safetensors" if vl else "encoder.safetensors")]
     if weights == "imagenet":
         from imitate.models.backbone import imagenet_weights_path  # torch: imported only when asked for
 
@@ -171,6 +177,8 @@ def evaluate_params(wildcards):
     """Everything an evaluation reads from the config, as command-line-ready values (reruns on change)."""
     method = config["evaluate"]["methods"][wildcards.method]
     evaluate = config["evaluate"]
+    experiment = experiment_of(wildcards)
+    fractions = experiment.evaluations[(wildcards.task, wildcards.dataset)]
     return {
         "settings": json.dumps(
             task_settings(evaluate[wildcards.task], wildcards.dataset, f"evaluate.{wildcards.task}"), sort_keys=True
@@ -181,8 +189,10 @@ def evaluate_params(wildcards):
         "crop": evaluate.get("crop_size") or config["pretrain"]["crop_size"],
         "batch_size": evaluate.get("batch_size", 64),
         "device": evaluate.get("device", "cpu"),
-        "model": json.dumps(config["model"], sort_keys=True),
-        "text": json.dumps(config["embed"], sort_keys=True),
+        "model": json.dumps(experiment.blocks["model"], sort_keys=True),
+        "text": json.dumps(experiment.blocks["embed"], sort_keys=True),
+        "experiment": f"--experiment {experiment.name} --experiment-sha256 {experiment.overrides_sha256}",
+        "fractions": f"--fractions {' '.join(f'{f:g}' for f in fractions)}" if fractions else "",
     }
 
 

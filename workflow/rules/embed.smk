@@ -13,10 +13,12 @@ rule embed:
     params:
         code=code_of("embed"),
         run_id=RUN_ID,
-        cfg=config["embed"],
-        remote_code="--trust-remote-code" if config["embed"]["trust_remote_code"] else "",
+        cfg=embed_settings,
         # the Find&Imp alignment (Table IX) trains on whole-report embeddings
-        report="--report" if config["pretrain"]["alignment"] == "concat" else "",
+        report=lambda wildcards: "--report" if embed_settings(wildcards)["report"] else "",
+        # an unfrozen text encoder (Table XI) tokenises in the training step
+        token_ids=lambda wildcards: "--token-ids" if embed_settings(wildcards)["token_ids"] else "",
+        remote_code=lambda wildcards: "--trust-remote-code" if embed_settings(wildcards)["trust_remote_code"] else "",
     threads: 2
     priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
@@ -25,7 +27,20 @@ rule embed:
         "IMITATE_RULE=embed IMITATE_WILDCARDS={wildcards:q} python -m imitate embed {input.studies} --out {output.embeddings} --encoder {params.cfg[encoder]}"
         " --pooling {params.cfg[pooling]} --max-length {params.cfg[max_length]}"
         " --batch-size {params.cfg[batch_size]} --dtype {params.cfg[dtype]} --device {params.cfg[device]}"
-        " {params.remote_code} {params.report} --run-id {params.run_id} > {log} 2>&1"
+        " {params.remote_code} {params.report} {params.token_ids} --run-id {params.run_id} > {log} 2>&1"
+
+
+# Embeddings an experiment needs beyond the base's (another encoder, whole reports, token ids): one file per
+# distinct setting, shared by every experiment that has it.
+use rule embed as embed_variant with:
+    output:
+        embeddings="results/embed/{embed_key}/embeddings.parquet",
+    log:
+        "logs/embed/{embed_key}.log",
+    benchmark:
+        "results/benchmarks/embed/{embed_key}.tsv",
+    wildcard_constraints:
+        embed_key="|".join(EMBED_VARIANTS) or "no-variant",
 
 
 rule embed_map:

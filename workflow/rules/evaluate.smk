@@ -2,6 +2,7 @@
 
 wildcard_constraints:
     task="|".join(TASKS),
+    experiment="|".join(VARIANTS) or "no-experiment",
     method="|".join(config["evaluate"]["methods"]) or "no-method",
 
 
@@ -23,6 +24,7 @@ rule evaluate:
         rule_name="evaluate",
         code=code_of("evaluate"),
         run_id=RUN_ID,
+        experiment=lambda wildcards: experiment_of(wildcards).name,
         p=evaluate_params,
         backbone=config["model"]["backbone"],
         weights_file=lambda wildcards, input: f"--weights-file {input.weights}" if input.weights else "",
@@ -31,7 +33,8 @@ rule evaluate:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "IMITATE_RULE={params.rule_name} IMITATE_WILDCARDS={wildcards:q} python -m imitate evaluate --task {wildcards.task}"
+        "IMITATE_RULE={params.rule_name} IMITATE_WILDCARDS={wildcards:q} IMITATE_EXPERIMENT={params.experiment}"
+        " python -m imitate evaluate --task {wildcards.task} {params.p[experiment]} {params.p[fractions]}"
         " --records {input.records} --subsets {input.subsets} --shards {input.shards}"
         " --method {wildcards.method} --weights {params.p[weights]} {params.p[prefix]} {params.weights_file}"
         " --backbone {params.backbone} --crop-size {params.p[crop]} --batch-size {params.p[batch_size]}"
@@ -57,11 +60,45 @@ use rule evaluate as evaluate_dense with:
         rule_name="evaluate_dense",
         code=code_of("evaluate"),
         run_id=RUN_ID,
+        experiment=lambda wildcards: experiment_of(wildcards).name,
         p=evaluate_params,
         backbone=config["model"]["backbone"],
         weights_file=lambda wildcards, input: f"--weights-file {input.weights}" if input.weights else "",
         preview=lambda wildcards, output: f"--preview {output.preview}",
     priority: 1  # the longest evaluations first, so that no core idles at the end
+
+
+# An experiment's encoder is evaluated in its own folder, on what its ablation tables show (else on everything
+# the base is evaluated on); the random and ImageNet baselines are shared, evaluated once by the base.
+use rule evaluate as evaluate_experiment with:
+    output:
+        results="results/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.parquet",
+    wildcard_constraints:
+        task="|".join(t for t in TASKS if t not in DENSE_TASKS),
+        method="|".join(pretrain_methods()) or "no-method",
+    log:
+        "logs/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.log",
+    benchmark:
+        "results/benchmarks/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.tsv",
+
+
+use rule evaluate_dense as evaluate_dense_experiment with:
+    output:
+        results="results/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.parquet",
+        preview=report(
+            "results/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.png",
+            category="Segmentation and detection",
+            subcategory="{task}",
+            labels={"experiment": "{experiment}", "dataset": "{dataset}", "method": "{method}"},
+            caption="../report/dense_preview.rst",
+        ),
+    wildcard_constraints:
+        task="|".join(DENSE_TASKS),
+        method="|".join(pretrain_methods()) or "no-method",
+    log:
+        "logs/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.log",
+    benchmark:
+        "results/benchmarks/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.tsv",
 
 
 rule tables:

@@ -1,13 +1,13 @@
 # Image shards x text embeddings -> IMITATE pretraining: one process on the CPU or one GPU, torchrun with one
 # process per GPU when the job gets several (--set-resources pretrain:gpu=N).
-# --resume: a rerun after a preemption continues from results/pretrain/resume.pt (not an output, so a
-# failed job does not delete it).
+# --resume: a rerun after a preemption continues from <out-dir>/resume.pt (not an output, so a failed job
+# does not delete it).
 
 
 rule pretrain:
     input:
         shards=rules.shards.output.manifest,
-        embeddings=rules.embed.output.embeddings,
+        embeddings=lambda wildcards: embeddings_path(experiment_of(wildcards)),
     output:
         encoder="results/pretrain/encoder.safetensors",
         model="results/pretrain/model.safetensors",
@@ -21,20 +21,25 @@ rule pretrain:
     params:
         code=code_of("pretrain"),
         run_id=RUN_ID,
-        model=settings("model"),
-        pretrain=settings("pretrain", scheduling=PRETRAIN_SCHEDULING_KEYS),
+        experiment=lambda wildcards: experiment_of(wildcards).name,
+        model=lambda wildcards: settings(experiment_of(wildcards).blocks, "model"),
+        pretrain=lambda wildcards: settings(experiment_of(wildcards).blocks, "pretrain", scheduling=PRETRAIN_SCHEDULING_KEYS),
+        # an unfrozen text encoder (Table XI) is loaded in the training step: it needs the embed settings
+        text=lambda wildcards: text_settings_arg(experiment_of(wildcards)),
         seed=config["seed"],
         launcher=pretrain_launcher,
-    threads: config["pretrain"]["threads"]
+        out_dir=lambda wildcards, output: os.path.dirname(output.encoder),
+    threads: lambda wildcards: experiment_of(wildcards).blocks["pretrain"]["threads"]
     resources:
         gpu=0,
     priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "IMITATE_RULE=pretrain IMITATE_WILDCARDS={wildcards:q} {params.launcher} -m imitate pretrain --shards {input.shards} --embeddings {input.embeddings}"
-        " --model-settings {params.model:q} --settings {params.pretrain:q}"
-        " --seed {params.seed} --out-dir results/pretrain --resume --run-id {params.run_id} > {log} 2>&1"
+        "IMITATE_RULE=pretrain IMITATE_WILDCARDS={wildcards:q} IMITATE_EXPERIMENT={params.experiment}"
+        " {params.launcher} -m imitate pretrain --shards {input.shards} --embeddings {input.embeddings}"
+        " --model-settings {params.model:q} --settings {params.pretrain:q} {params.text}"
+        " --seed {params.seed} --out-dir {params.out_dir} --resume --run-id {params.run_id} > {log} 2>&1"
 
 
 rule loss_curve:
@@ -49,8 +54,39 @@ rule loss_curve:
     params:
         code=code_of("loss_curve"),
         run_id=RUN_ID,
+        experiment=lambda wildcards: experiment_of(wildcards).name,
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "IMITATE_RULE=loss_curve IMITATE_WILDCARDS={wildcards:q} python -m imitate loss-curve {input.metrics}"
-        " --out {output.png} --run-id {params.run_id} > {log} 2>&1"
+        "IMITATE_RULE=loss_curve IMITATE_WILDCARDS={wildcards:q} IMITATE_EXPERIMENT={params.experiment}"
+        " python -m imitate loss-curve {input.metrics} --out {output.png} --run-id {params.run_id} > {log} 2>&1"
+
+
+# Each experiment pretrains in its own folder, on the embeddings its embed settings make.
+use rule pretrain as pretrain_experiment with:
+    output:
+        encoder="results/experiments/{experiment}/pretrain/encoder.safetensors",
+        model="results/experiments/{experiment}/pretrain/model.safetensors",
+        checkpoint="results/experiments/{experiment}/pretrain/checkpoint.pt",
+        metrics="results/experiments/{experiment}/pretrain/metrics.jsonl",
+        card="results/experiments/{experiment}/pretrain/model_card.json",
+    log:
+        "logs/experiments/{experiment}/pretrain.log",
+    benchmark:
+        "results/benchmarks/experiments/{experiment}/pretrain.tsv",
+
+
+use rule loss_curve as loss_curve_experiment with:
+    input:
+        metrics=rules.pretrain_experiment.output.metrics,
+    output:
+        png=report(
+            "results/experiments/{experiment}/pretrain/loss_curve.png",
+            category="Pretraining",
+            labels={"experiment": "{experiment}"},
+            caption="../report/loss_curve.rst",
+        ),
+    log:
+        "logs/experiments/{experiment}/loss_curve.log",
+    benchmark:
+        "results/benchmarks/experiments/{experiment}/loss_curve.tsv",

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from imitate.datasets.base import KINDS
-from imitate.evaluate.data.prepared import EvalDataset, read_subsets
+from imitate.evaluate.data.prepared import EvalDataset
 from imitate.evaluate.data.shard_images import LabelledImages, Transform, epoch_loader, index_shard_images
 from imitate.evaluate.device import autocast, deterministic_on_cpu, model_device
 from imitate.evaluate.encoders import build_encoder
@@ -242,7 +242,7 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
     dataset = request.dataset()
     info = request.run_info(dataset)
     rows: list[dict[str, object]] = []
-    fractions = sorted(read_subsets(request.subsets).items())
+    fractions = sorted(request.training_subsets().items())
     for seed in request.seeds:
         settings = Settings.from_block(request.settings, crop_size=request.crop_size, device=request.device, seed=seed)
         for fraction, keys in fractions:

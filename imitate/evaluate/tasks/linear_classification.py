@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from imitate.evaluate.data.features import Features, extract_features
-from imitate.evaluate.data.prepared import EvalDataset, read_subsets
+from imitate.evaluate.data.prepared import EvalDataset
 from imitate.evaluate.encoders import frozen_encoder
 from imitate.evaluate.fit import FitResult, Selection, fit
 from imitate.evaluate.metrics.classification import check_kind, class_indices, classification_metrics, validation_score
@@ -154,7 +154,7 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
     """
     dataset = request.dataset()
     info = request.run_info(dataset)
-    fractions = read_subsets(request.subsets)
+    fractions = request.training_subsets()
     rows: list[dict[str, object]] = []
     feats: dict[str, Features] | None = None
     for seed in request.seeds:

@@ -1,0 +1,1 @@
+"""Experiments: named variants of one run (the paper's ablations) and how they share stages."""

@@ -1,0 +1,109 @@
+"""Experiments: named overrides resolved against the base config, what they share, and how they are planned."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+
+import pytest
+import yaml
+
+from imitate.config import ConfigError, load_run_config
+from imitate.evaluate.tasks import TASKS
+from imitate.experiments.plan import BASE, embed_key, resolve_experiments
+from tests.helpers.real_tree import TEMPLATE
+from tests.helpers.workflow import ROOT, TINY
+
+ABLATIONS = ROOT / "config" / "ablations.yaml"
+
+
+@pytest.fixture(scope="module")
+def tiny() -> dict:
+    return load_run_config([TINY])
+
+
+def _with(config: dict, **blocks) -> dict:
+    out = copy.deepcopy(config)
+    out.update(blocks)
+    return out
+
+
+def test_without_experiments_there_is_only_the_base_with_the_config_s_own_blocks(tiny):
+    experiments = resolve_experiments(tiny, TASKS)
+    assert list(experiments) == [BASE]
+    base = experiments[BASE]
+    assert base.overrides == {} and base.blocks["pretrain"] == tiny["pretrain"]
+    assert base.overrides_sha256 == hashlib.sha256(b"{}").hexdigest()
+    assert set(base.evaluations) == {(t, d) for t in TASKS for d in tiny["evaluate"][t]["datasets"]}
+
+
+def test_an_experiment_merges_its_overrides_key_by_key_and_leaves_the_base_alone(tiny):
+    config = _with(tiny, experiments={"strong": {"pretrain": {"lambda": 0.6}, "model": {"keep_ratios": [0.5] * 4}}})
+    experiments = resolve_experiments(config, TASKS)
+    strong = experiments["strong"]
+    assert strong.blocks["pretrain"] == {**tiny["pretrain"], "lambda": 0.6}
+    assert strong.blocks["model"] == {**tiny["model"], "keep_ratios": [0.5] * 4}
+    assert strong.blocks["embed"] == tiny["embed"]
+    assert experiments[BASE].blocks["pretrain"] == tiny["pretrain"]
+    canonical = json.dumps(strong.overrides, sort_keys=True, separators=(",", ":")).encode()
+    assert strong.overrides_sha256 == hashlib.sha256(canonical).hexdigest()
+
+
+def test_an_override_the_schema_refuses_names_the_experiment(tiny):
+    config = _with(tiny, experiments={"odd": {"pretrain": {"kernel": "cosine"}}})
+    with pytest.raises(ConfigError, match=r"(?s)experiments\.odd .*pretrain/kernel: .cosine"):
+        resolve_experiments(config, TASKS)
+
+
+def test_embeddings_are_shared_unless_what_makes_them_changes(tiny):
+    config = _with(tiny, experiments={
+        "prior": {"pretrain": {"lambda": 0.6}},
+        "mapped": {"embed": {"map": {"studies": 70}}},  # only the Fig. 3 map reads it
+        "mean": {"embed": {"pooling": "mean"}},
+        "mean_too": {"embed": {"pooling": "mean"}, "pretrain": {"lambda": 0.3}},
+        "concat": {"pretrain": {"alignment": "concat"}},  # whole-report embeddings
+        "unfrozen": {"pretrain": {"text_unfreeze": 1}},  # token ids beside the vectors
+    })
+    experiments = resolve_experiments(config, TASKS)
+    keys = {name: embed_key(e, experiments[BASE]) for name, e in experiments.items()}
+    assert keys["prior"] == keys["mapped"] == BASE
+    assert keys["mean"] == keys["mean_too"] != BASE
+    assert len({keys["mean"], keys["concat"], keys["unfrozen"], BASE}) == 4
+
+
+def test_an_ablation_table_limits_its_experiments_to_its_columns(tiny):
+    config = _with(tiny, experiments={"listed": {"pretrain": {"lambda": 0.6}}, "free": {"pretrain": {"lambda": 0.3}}},
+                   ablations={"t": {"title": "t", "rows": ["listed", "base"], "columns": [
+                       {"task": "linear_classification", "dataset": "toy", "fraction": 100},
+                       {"task": "segmentation", "dataset": "rsna", "fraction": 50},
+                       {"task": "linear_classification", "dataset": "toy", "fraction": 50}]}})
+    experiments = resolve_experiments(config, TASKS)
+    assert experiments["listed"].evaluations == {("linear_classification", "toy"): (50.0, 100.0),
+                                                 ("segmentation", "rsna"): (50.0,)}
+    assert experiments["free"].evaluations == experiments[BASE].evaluations
+
+
+@pytest.mark.parametrize(("ablation", "message"), [
+    ({"rows": ["nobody"], "columns": [{"task": "segmentation", "dataset": "rsna", "fraction": 50}]},
+     r"rows names \['nobody'\]"),
+    ({"rows": ["base"], "columns": [{"task": "segmentation", "dataset": "toy", "fraction": 50}]},
+     r"add 'toy' to evaluate\.segmentation\.datasets"),
+    ({"rows": ["base"], "columns": [{"task": "segmentation", "dataset": "rsna", "fraction": 1}]},
+     r"fraction 1 is not one of evaluate\.fractions"),
+])
+def test_an_ablation_table_must_name_what_the_run_has(tiny, ablation, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_experiments(_with(tiny, ablations={"t": {"title": "t", **ablation}}), TASKS)
+
+
+def test_the_paper_ablations_resolve_on_the_real_template():
+    config = load_run_config([TEMPLATE, ABLATIONS])
+    experiments = resolve_experiments(config, TASKS)
+    assert len(experiments) == 1 + 32
+    tables = yaml.safe_load(ABLATIONS.read_text())["ablations"]
+    assert {t["paper"] for name, t in tables.items() if name != "fig_4"} == {"VIII", "IX", "X", "XI", "XII", "XIII"}
+    lambdas = sorted(experiments[row].blocks["pretrain"]["lambda"] for row in tables["fig_4"]["rows"])
+    assert lambdas == pytest.approx([0.1 * i for i in range(1, 11)])
+    assert experiments["unfreeze_6"].blocks["pretrain"]["text_unfreeze"] == 6
+    assert experiments["drop_0.25"].blocks["model"]["keep_ratios"] == [0.75] * 4
