@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 
 import pytest
 import yaml
@@ -12,7 +13,7 @@ import yaml
 from imitate.config import ConfigError, load_run_config
 from imitate.evaluate.tasks import TASKS
 from imitate.experiments.plan import BASE, embed_key, resolve_experiments
-from tests.helpers.real_tree import TEMPLATE
+from tests.helpers.real_tree import TEMPLATE, snakemake, write_placeholder_world
 from tests.helpers.workflow import ROOT, TINY
 
 ABLATIONS = ROOT / "config" / "ablations.yaml"
@@ -107,3 +108,43 @@ def test_the_paper_ablations_resolve_on_the_real_template():
     assert lambdas == pytest.approx([0.1 * i for i in range(1, 11)])
     assert experiments["unfreeze_6"].blocks["pretrain"]["text_unfreeze"] == 6
     assert experiments["drop_0.25"].blocks["model"]["keep_ratios"] == [0.75] * 4
+
+
+def _planned(stdout: str) -> list[tuple[str, dict[str, str]]]:
+    """(rule, wildcards) of every job a dry run lists."""
+    jobs = []
+    for block in re.split(r"\n(?=rule \w+:)", stdout):
+        rule = re.match(r"rule (\w+):", block)
+        if rule:
+            wildcards = re.search(r"^\s+wildcards: (.+)$", block, flags=re.MULTILINE)
+            pairs = dict(p.split("=", 1) for p in wildcards.group(1).split(", ")) if wildcards else {}
+            jobs.append((rule.group(1), pairs))
+    return jobs
+
+
+def test_the_paper_ablations_dry_run_against_a_scratch_tree_fans_out_per_table(tmp_path):
+    config = write_placeholder_world(tmp_path)
+    run = snakemake(tmp_path / "work", "--dry-run", "--printshellcmds", "--configfile", str(tmp_path / "my-run.yaml"),
+                    str(ABLATIONS), env={"TORCH_HOME": str(tmp_path / "torch")})
+    assert run.returncode == 0, run.stderr[-3000:]
+    jobs = _planned(run.stdout)
+    tables = yaml.safe_load(ABLATIONS.read_text())["ablations"]
+    table_of = {row: name for name, t in tables.items() for row in t["rows"] if row != BASE}
+    for name, table in tables.items():
+        mine = [(rule, w) for rule, w in jobs if table_of.get(w.get("experiment")) == name]
+        variants = len(table["rows"]) - 1
+        assert sum(rule == "pretrain_experiment" for rule, _ in mine) == variants, name
+        evaluations = [w for rule, w in mine if rule.startswith("evaluate")]
+        assert len(evaluations) == variants * len(table["columns"]), name
+        assert {(w["task"], w["dataset"]) for w in evaluations} == {(c["task"], c["dataset"]) for c in table["columns"]}
+    counts = {rule: sum(r == rule for r, _ in jobs) for rule, _ in jobs}
+    # Find&Imp (whole reports), Table XI (token ids, shared by its six rows), ClinicalBERT, RadBERT
+    assert counts["embed_variant"] == 4 and counts["embed"] == 1
+    assert counts["ablation"] == len(tables) and counts["pretrain"] == 1 and counts["shards"] == 1
+    fractions = set(re.findall(r"imitate evaluate .*?--experiment (\S+) .*?--fractions (\S+)", run.stdout))
+    assert {fraction for _, fraction in fractions} == {"1"}
+    # the base run is planned as without experiments: every fraction, every dataset of the template
+    assert counts["evaluate"] + counts["evaluate_dense"] == sum(
+        len(config["evaluate"][t]["datasets"]) * len(config["evaluate"]["methods"]) for t in TASKS
+        if t not in ("zero_shot", "retrieval")) + 2 * sum(
+        len(config["evaluate"][t]["datasets"]) for t in ("zero_shot", "retrieval"))
