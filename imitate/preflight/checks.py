@@ -6,7 +6,7 @@ Six checks, one function each, every one returning :class:`Check` rows:
   image tree; a missing tree beside a present one is a warning) and, for every dataset an
   ``evaluate.<task>`` uses, its adapter's raw files and image folders exist and can be read;
 * ``headers``: those CSVs' first lines hold the columns the readers need;
-* ``encoder``: ``embed.encoder`` loads offline (what the embed stage runs; nothing is downloaded);
+* ``encoder``: ``embed.encoder`` (and each experiment's) loads offline (what the embed stage runs; nothing is downloaded);
 * ``imagenet``: the weights files that ``model.init`` and ``evaluate.methods`` name exist;
 * ``device``: a CUDA GPU is visible when a stage is set to ``cuda``;
 * ``disk``: the shards fit in the free space where ``results/`` will be.
@@ -146,17 +146,26 @@ def _headers_ok(source: Source, checked: int) -> Check:
 
 
 def check_encoder(plan: Plan) -> list[Check]:
-    """``embed.encoder`` loads from local files only, as the embed stage loads it."""
+    """Every text encoder the run embeds with (``embed.encoder`` and the experiments') loads from local
+    files only, as the embed stage loads it."""
     from imitate.embed.encoder import load_encoder
+    from imitate.evaluate.tasks import TASKS
+    from imitate.experiments.plan import resolve_experiments
 
-    embed = plan.config["embed"]
-    name = embed["encoder"]
-    try:
-        encoder = load_encoder(name, trust_remote_code=embed.get("trust_remote_code", False))
-    except Exception as error:  # whatever stops the load is this check's FAIL, not a crash
-        return [Check("encoder", name, FAIL, _encoder_fix(name, error))]
-    return [Check("encoder", name, OK, f"loads offline from {encoder.directory} ({encoder.dim}-d, weights sha256 "
-                  f"{encoder.weights_sha256[:12]}...)")]
+    encoders = {}
+    for experiment in resolve_experiments(plan.config, TASKS).values():
+        embed = experiment.blocks["embed"]
+        encoders.setdefault(embed["encoder"], embed.get("trust_remote_code", False))
+    rows = []
+    for name, trust_remote_code in encoders.items():
+        try:
+            encoder = load_encoder(name, trust_remote_code=trust_remote_code)
+        except Exception as error:  # whatever stops the load is this check's FAIL, not a crash
+            rows.append(Check("encoder", name, FAIL, _encoder_fix(name, error)))
+            continue
+        rows.append(Check("encoder", name, OK, f"loads offline from {encoder.directory} ({encoder.dim}-d, weights "
+                          f"sha256 {encoder.weights_sha256[:12]}...)"))
+    return rows
 
 
 def _encoder_fix(name: str, error: Exception) -> str:
