@@ -6,7 +6,7 @@ Six checks, one function each, every one returning :class:`Check` rows:
   image tree; a missing tree beside a present one is a warning) and, for every dataset an
   ``evaluate.<task>`` uses, its adapter's raw files and image folders exist and can be read;
 * ``headers``: those CSVs' first lines hold the columns the readers need;
-* ``encoder``: ``embed.encoder`` (and each experiment's) loads offline (what the embed stage runs; nothing is downloaded);
+* ``encoder``: ``embed.encoder`` and each experiment's load offline (what the embed stage runs; no download);
 * ``imagenet``: the weights files that ``model.init`` and ``evaluate.methods`` name exist;
 * ``device``: a CUDA GPU is visible when a stage is set to ``cuda``;
 * ``disk``: the shards fit in the free space where ``results/`` will be.
