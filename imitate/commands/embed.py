@@ -22,6 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--report", action="store_true", help="also embed the whole report (impression + findings) as report_emb"
     )
+    parser.add_argument(
+        "--token-ids",
+        action="store_true",
+        help="also store each text's tokenizer input ids (<section>_input_ids), for unfrozen text layers",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--allow-download", action="store_true", help="let a hub id be fetched (off: offline)")
     parser.add_argument(
@@ -38,6 +43,7 @@ def main(args: argparse.Namespace) -> int:
         "device": args.device,
         "trust_remote_code": args.trust_remote_code,
         **asdict(settings),
+        **({"token_ids": True} if args.token_ids else {}),  # absent without the flag: the record as before
     }
     with stage_run(
         "embed", inputs={"sections": args.sections}, settings=recorded, outputs=[args.out], run_id=args.run_id
@@ -49,6 +55,12 @@ def main(args: argparse.Namespace) -> int:
             trust_remote_code=args.trust_remote_code,
         )
         write_embeddings(
-            args.sections, args.out, encoder, settings, device=args.device, metadata=run.parquet_metadata()
+            args.sections,
+            args.out,
+            encoder,
+            settings,
+            device=args.device,
+            metadata=run.parquet_metadata(),
+            token_ids=args.token_ids,
         )
     return 0

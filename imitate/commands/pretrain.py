@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch.distributed
 
-from imitate.config import load_config, parse_settings
+from imitate.config import ConfigError, load_config, parse_settings
 from imitate.embed.store import read_embedding_facts
 from imitate.models.backbone import init_file
 from imitate.provenance import file_sha256, stage_run
 from imitate.train.distributed import init_distributed
 from imitate.train.interrupt import InterruptedRunError
 from imitate.train.pretrain import ShardSplit, pretrain
-from imitate.train.settings import config_from_settings
+from imitate.train.settings import PretrainConfig, config_from_settings
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +32,47 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="config.yaml with the model: and pretrain: blocks")
     parser.add_argument("--settings", default=None, help="JSON of the pretrain block (else --config)")
     parser.add_argument("--model-settings", default=None, help="JSON of the model block (else --config)")
+    parser.add_argument(
+        "--text-settings",
+        default=None,
+        help="JSON of the embed block (else --config's): the text encoder of pretrain.text_unfreeze > 0",
+    )
     parser.add_argument("--seed", type=int, default=None, help="default: the config's seed, else 0")
     parser.add_argument("--out-dir", required=True, help="directory for the four pretraining outputs")
     parser.add_argument(
         "--resume", action="store_true", help="continue from OUT_DIR/resume.pt if an interrupted run left one"
     )
     parser.add_argument("--run-id", default=None, help="run name recorded in provenance")
+
+
+def text_block(args: argparse.Namespace, cfg: PretrainConfig) -> dict[str, Any] | None:
+    """The ``embed:`` block whose encoder trains with unfrozen text layers; None when none is unfrozen
+    (then the flag is not read) or none is given (then :func:`pretrain` says what is missing)."""
+    if cfg.text_unfreeze == 0:
+        return None
+    if args.text_settings is None:
+        return dict(load_config(args.config)["embed"]) if args.config else None
+    try:
+        block = json.loads(args.text_settings)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--text-settings is not valid JSON: {exc}") from exc
+    if not isinstance(block, dict):
+        raise ConfigError("--text-settings must be a JSON object (the config's embed: block)")
+    return block
+
+
+def recorded_inputs(args: argparse.Namespace, cfg: PretrainConfig, text: dict[str, Any] | None) -> dict[str, str]:
+    """The input files of the provenance record: shards, embeddings, initial weights, the trained text encoder."""
+    inputs = {"shards": args.shards, "embeddings": args.embeddings}
+    weights = init_file(cfg.model.backbone, cfg.model.init)
+    if weights is not None and weights.is_file():  # a missing file fails below, with the backbone's message
+        inputs["init_weights"] = str(weights)
+    if text is not None:  # imported here: transformers takes seconds, and a frozen run never needs it
+        from imitate.embed.embeddings import text_settings
+        from imitate.embed.encoder import resolve_encoder_dir
+
+        inputs["text_encoder"] = str(resolve_encoder_dir(text_settings(text).encoder))
+    return inputs
 
 
 def main(args: argparse.Namespace) -> int:
@@ -56,15 +93,14 @@ def main(args: argparse.Namespace) -> int:
         val.num_samples,
         len(val.paths),
     )
-    inputs = {"shards": args.shards, "embeddings": args.embeddings}
-    weights = init_file(cfg.model.backbone, cfg.model.init)
-    if weights is not None and weights.is_file():  # a missing file fails below, with the backbone's message
-        inputs["init_weights"] = str(weights)
+    text = text_block(args, cfg)
+    inputs = recorded_inputs(args, cfg, text)
     ranks = init_distributed(cfg.device)
+    recorded = {"model": model, "pretrain": settings, "world_size": ranks.world_size, "torchrun": ranks.distributed}
     record = stage_run(
         "pretrain",
         inputs=inputs,
-        settings={"model": model, "pretrain": settings, "world_size": ranks.world_size, "torchrun": ranks.distributed},
+        settings={**recorded, **({} if text is None else {"text": text})},
         outputs=[out / name for name in OUTPUTS],
         run_id=args.run_id,
         seeds={"torch": seed},
@@ -81,6 +117,7 @@ def main(args: argparse.Namespace) -> int:
                 resume=args.resume,
                 ranks=ranks,
                 data={"shards_manifest": file_sha256(args.shards), "embeddings": file_sha256(args.embeddings)},
+                text_settings=text,
             )
     except InterruptedRunError as exc:  # preempted: the resume state is on disk
         log.warning("%s", exc)

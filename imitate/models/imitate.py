@@ -1,7 +1,9 @@
 """The IMITATE model: vision encoder E_v, aggregation block P(·) and the three projectors.
 
 The text encoder E_t is frozen, so its embeddings are precomputed (``imitate embed``) and enter as
-tensors; only the text projector is trained here.
+tensors; only the text projector is trained here. Table XI's unfrozen text layers compute the
+embeddings in the training step instead and pass ``text_grad=True``, so the projections' gradients
+reach them (the correlation prior's ``*_raw`` copies stay detached either way).
 
 Passes per step: the official code runs the ResNet four times (2 views × 2 independent channel draws,
 one draw for the V-L terms and one for the V-V terms). Channel dropping happens after the backbone, so
@@ -95,20 +97,24 @@ class ImitateModel(nn.Module):
         impression_emb: Tensor,
         has_findings: Tensor,
         report_emb: Tensor | None = None,
+        text_grad: bool = False,
     ) -> dict[str, Tensor]:
         """Features for both views (``high*``, ``mid*``, ``mid*_vv``) and both report sections.
 
         ``findings_raw``/``impression_raw`` are the frozen embeddings (detached) for the correlation prior;
         ``has_findings`` is the mask the Findings terms must apply. With ``report_emb`` (the whole
-        report, for the Find&Imp alignment) the output also has ``report`` and ``report_raw``.
+        report, for the Find&Imp alignment) the output also has ``report`` and ``report_raw``. With
+        ``text_grad`` the text projections are taken of the embeddings as given, not of detached copies.
         """
         findings_raw = findings_emb.detach().float()
         impression_raw = impression_emb.detach().float()
         has_findings = has_findings.to(device=findings_raw.device, dtype=torch.bool)
         high1, mid1, mid1_vv = self._vision(view1)
         high2, mid2, mid2_vv = self._vision(view2)
-        findings, has_findings = self._findings(findings_raw, has_findings)
-        impression = F.normalize(self.text_proj(impression_raw), dim=-1)
+        findings_in = findings_emb.float() if text_grad else findings_raw
+        impression_in = impression_emb.float() if text_grad else impression_raw
+        findings, has_findings = self._findings(findings_in, has_findings)
+        impression = F.normalize(self.text_proj(impression_in), dim=-1)
         out = {
             "high1": high1,
             "mid1": mid1,
@@ -124,5 +130,6 @@ class ImitateModel(nn.Module):
         }
         if report_emb is not None:
             out["report_raw"] = report_emb.detach().float()
-            out["report"] = F.normalize(self.text_proj(out["report_raw"]), dim=-1)
+            report_in = report_emb.float() if text_grad else out["report_raw"]
+            out["report"] = F.normalize(self.text_proj(report_in), dim=-1)
         return out

@@ -1,5 +1,8 @@
 """Pretraining data: shards x frozen text embeddings -> batches of two augmented views per image.
 
+With unfrozen text layers (Table XI) the per-study texts are token ids (:mod:`imitate.train.tokens`)
+and the batches hold padded ids and attention masks instead of the vectors.
+
 Scheduling. Every DataLoader worker of every rank is one *stream* (``world_size * max(workers, 1)``
 streams). The shard list is reshuffled for each pass by a Generator seeded with ``(seed, epoch, pass)``
 and the passes are concatenated into an endless sequence, of which stream ``s`` reads every S-th shard
@@ -34,10 +37,11 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from torchvision.transforms import v2
 
-from imitate.embed.store import embedding_matrix
+from imitate.embed.store import embedding_matrix, study_ids
 from imitate.images.transforms import build_train_transform, crop_transform
 from imitate.shards.reader import decode_sample, tar_samples
 from imitate.train.interrupt import ignore_stop_signals
+from imitate.train.tokens import REPORT, SECTIONS, TextTokens, token_batch
 
 log = logging.getLogger(__name__)
 
@@ -63,10 +67,13 @@ class TextEmbedding:
         return self.findings is not None
 
 
+StudyText = TextEmbedding | TextTokens
+
+
 class _Item(NamedTuple):
     view1: torch.Tensor
     view2: torch.Tensor
-    text: TextEmbedding
+    text: StudyText
     study_id: int
 
 
@@ -82,18 +89,14 @@ def load_embeddings(path: str | Path) -> dict[int, TextEmbedding]:
         raise ValueError(f"{path}: missing column(s) {missing}")
     with_report = REPORT_COLUMN in schema.names
     table = pq.read_table(path, columns=[*EMBEDDING_COLUMNS, *([REPORT_COLUMN] if with_report else [])])
-    if table["study_id"].null_count:
-        raise ValueError(f"{path}: null study_id")
-    study_ids = table["study_id"].to_numpy()
-    if len(np.unique(study_ids)) != len(study_ids):
-        raise ValueError(f"{path}: repeated study_id")
+    ids = study_ids(table, path)
     impression, has_impression = embedding_matrix(table, "impression_emb", path)
     findings, findings_valid = embedding_matrix(table, "findings_emb", path)
     if findings.shape[1] != impression.shape[1]:
         raise ValueError(f"{path}: findings_emb and impression_emb differ in size")
     has_findings = table["has_findings"].to_numpy(zero_copy_only=False).astype(bool)
     if (has_findings != findings_valid).any():
-        study = int(study_ids[np.flatnonzero(has_findings != findings_valid)[0]])
+        study = int(ids[np.flatnonzero(has_findings != findings_valid)[0]])
         raise ValueError(f"{path}: has_findings disagrees with findings_emb being null (study {study})")
     report, has_report = embedding_matrix(table, REPORT_COLUMN, path) if with_report else (None, has_impression)
     if not has_impression.all():
@@ -104,7 +107,7 @@ def load_embeddings(path: str | Path) -> dict[int, TextEmbedding]:
         int(study): TextEmbedding(
             impression[i], findings[i] if findings_valid[i] else None, None if report is None else report[i]
         )
-        for i, study in enumerate(study_ids)
+        for i, study in enumerate(ids)
         if has_impression[i]
     }
 
@@ -121,7 +124,7 @@ def steps_per_epoch(num_samples: int, batch_size: int, world_size: int = 1) -> i
 
 def build_pretrain_loader(
     shards: Sequence[str | Path],
-    embeddings: Mapping[int, TextEmbedding] | str | Path,
+    embeddings: Mapping[int, StudyText] | str | Path,
     *,
     crop_size: int,
     batch_size: int,
@@ -142,7 +145,9 @@ def build_pretrain_loader(
     (findings zero where missing), ``has_findings`` bool B, ``study_id`` int64 B; plus ``report_emb``
     float32 B x D when the embeddings have whole-report vectors. With ``crop_only`` the views are just
     the random crops, uint8 B x 1 x crop x crop, for :func:`imitate.images.transforms.augment_batch`
-    to finish on the GPU. ``num_samples`` is the
+    to finish on the GPU. With :class:`~imitate.train.tokens.TextTokens` per study (unfrozen text
+    layers) the ``*_emb`` keys are ``<section>_input_ids`` and ``<section>_attention_mask`` (int64 B x
+    the batch's longest text) instead. ``num_samples`` is the
     number of training images (the epoch length); ``len(loader)`` is :func:`steps_per_epoch`.
     """
     if not shards:
@@ -185,7 +190,7 @@ class PretrainStream(IterableDataset):
         self,
         *,
         shards: list[str],
-        embeddings: Mapping[int, TextEmbedding],
+        embeddings: Mapping[int, StudyText],
         transform: v2.Compose,
         batch_size: int,
         steps: int,
@@ -264,23 +269,30 @@ def _shuffled(items: Iterator[Any], size: int, rng: np.random.Generator) -> Iter
     yield from buffer
 
 
+def _embedding_batch(texts: Sequence[TextEmbedding]) -> dict[str, torch.Tensor]:
+    zeros = np.zeros(texts[0].impression.shape[0], dtype=np.float32)
+    return {
+        "findings_emb": torch.from_numpy(
+            np.stack([text.findings if text.has_findings else zeros for text in texts]).astype(np.float32)
+        ),
+        "impression_emb": torch.from_numpy(np.stack([text.impression for text in texts]).astype(np.float32)),
+    }
+
+
 def _batches(items: Iterator[_Item], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches of views and texts: embeddings (``*_emb``), or token ids and masks for :class:`TextTokens`."""
     while len(chunk := list(itertools.islice(items, batch_size))) == batch_size:
-        dim = chunk[0].text.impression.shape[0]
-        zeros = np.zeros(dim, dtype=np.float32)
+        texts = [item.text for item in chunk]
+        tokens = isinstance(texts[0], TextTokens)
         batch = {
             "view1": torch.stack([item.view1 for item in chunk]),
             "view2": torch.stack([item.view2 for item in chunk]),
-            "findings_emb": torch.from_numpy(
-                np.stack([item.text.findings if item.text.has_findings else zeros for item in chunk])
-                .astype(np.float32)
-            ),
-            "impression_emb": torch.from_numpy(
-                np.stack([item.text.impression for item in chunk]).astype(np.float32)
-            ),
-            "has_findings": torch.tensor([item.text.has_findings for item in chunk], dtype=torch.bool),
+            **(token_batch(texts, SECTIONS) if tokens else _embedding_batch(texts)),
+            "has_findings": torch.tensor([text.has_findings for text in texts], dtype=torch.bool),
             "study_id": torch.tensor([item.study_id for item in chunk], dtype=torch.int64),
         }
-        if chunk[0].text.report is not None:
-            batch["report_emb"] = torch.from_numpy(np.stack([item.text.report for item in chunk]).astype(np.float32))
+        if texts[0].report is not None and tokens:
+            batch.update(token_batch(texts, [REPORT]))
+        elif texts[0].report is not None:
+            batch["report_emb"] = torch.from_numpy(np.stack([text.report for text in texts]).astype(np.float32))
         yield batch

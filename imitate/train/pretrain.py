@@ -13,6 +13,7 @@ True)``), ``encoder.safetensors`` (the best epoch's ResNet, torchvision keys, no
 ``model.safetensors`` (the best epoch's whole ``ImitateModel``, for zero-shot classification and
 retrieval: :func:`imitate.models.files.load_model`), ``metrics.jsonl`` (one ``step``
 record per batch, one ``epoch`` record per epoch) and ``model_card.json``. Epochs are numbered from 0.
+With unfrozen text layers (Table XI) their final and best-epoch states are kept in ``checkpoint.pt`` only.
 On CUDA the forward runs under bf16 autocast with channels_last tensors; on CPU it is float32 with
 deterministic algorithms, so a rerun with the same seed, resumed or not, writes the same weights.
 """
@@ -48,11 +49,12 @@ from imitate.models.files import (
 )
 from imitate.shards.reader import count_samples, shard_paths
 from imitate.train.checkpoint import load_checkpoint, save_checkpoint
-from imitate.train.data import TextEmbedding, build_pretrain_loader, load_embeddings, steps_per_epoch
+from imitate.train.data import StudyText, build_pretrain_loader, steps_per_epoch
 from imitate.train.distributed import Ranks, any_rank, weights_digest
 from imitate.train.interrupt import InterruptedRunError, StopFlag, stop_on_signals
 from imitate.train.progress import RESUME_NAME, Progress, open_metrics
 from imitate.train.settings import PretrainConfig
+from imitate.train.text import TextLayers, text_card, training_text
 from imitate.train.trainer import Batch, Trainer, finite_or_none
 
 log = logging.getLogger(__name__)
@@ -165,13 +167,14 @@ def pretrain(
     *,
     shards: ShardSplit,
     val_shards: ShardSplit,
-    embeddings: str | Path | Mapping[int, TextEmbedding],
+    embeddings: str | Path | Mapping[int, StudyText],
     out_dir: str | Path,
     text_facts: Mapping[str, Any] | None = None,
     build_loader: LoaderFactory = build_pretrain_loader,
     resume: bool = False,
     ranks: Ranks | None = None,
     data: Mapping[str, str] | None = None,
+    text_settings: Mapping[str, Any] | None = None,
 ) -> PretrainResult:
     """Pretrain IMITATE on ``shards``, select the epoch by the loss on ``val_shards``, write ``out_dir``.
 
@@ -184,20 +187,21 @@ def pretrain(
     (:class:`~imitate.train.interrupt.InterruptedRunError`). Under ``torchrun`` every rank calls this with
     its ``ranks`` (:func:`imitate.train.distributed.init_distributed`); each trains on its share of the
     shards and only rank 0 writes files. ``data`` (name -> sha256 of the inputs) goes into the model card.
+    With ``cfg.text_unfreeze`` > 0 the embeddings file must hold token ids and ``text_settings`` (the
+    ``embed:`` block) names the text encoder whose last layers train too (:mod:`imitate.train.text`).
     """
     ranks = ranks or Ranks()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
-    table = embeddings if isinstance(embeddings, Mapping) else load_embeddings(embeddings)
-    text_dim = next(iter(table.values())).impression.shape[0]
+    text = dict(text_facts or {})
+    table, text_dim, text_layers = training_text(cfg, embeddings, text_settings, text)
     cfg = replace(cfg, model=replace(cfg.model, text_dim=text_dim))
     steps = steps_per_epoch(shards.num_samples, cfg.batch_size, ranks.world_size)
     _log_plan(cfg, shards, val_shards, steps, device)
     loader = _split_loader(build_loader, cfg, table, ranks)
-    text = dict(text_facts or {})
     with _seeded(cfg.seed, device), stop_on_signals() as stop:
-        run = _start(cfg, device, steps, ranks, out_dir / RESUME_NAME, resume, text)
+        run = _start(cfg, device, steps, ranks, out_dir / RESUME_NAME, resume, text, text_layers)
         val_batches = loader(val_shards, 0, min(cfg.batch_size, val_shards.num_samples // ranks.world_size))
         metrics_path = out_dir / "metrics.jsonl" if ranks.is_main else Path(os.devnull)
         with open_metrics(metrics_path, run.trainer.step if run.resumed and ranks.is_main else None) as metrics:
@@ -212,19 +216,14 @@ def _log_plan(
     """Log what the run will train on, for how long, and where."""
     log.info(
         "pretraining %s on %d images (%d steps/epoch x %d epochs), %d validation images, device %s",
-        cfg.model.backbone,
-        shards.num_samples,
-        steps,
-        cfg.epochs,
-        val_shards.num_samples,
-        device,
+        cfg.model.backbone, shards.num_samples, steps, cfg.epochs, val_shards.num_samples, device,
     )
     if cfg.crop_only:
         log.info("augmentations run on the GPU, on uint8 crops from the loader")
 
 
 def _split_loader(
-    build_loader: LoaderFactory, cfg: PretrainConfig, table: Mapping[int, TextEmbedding], ranks: Ranks
+    build_loader: LoaderFactory, cfg: PretrainConfig, table: Mapping[int, StudyText], ranks: Ranks
 ) -> SplitLoader:
     """This rank's batches of a split for an epoch, by ``build_loader`` with the run's data settings."""
 
@@ -256,12 +255,13 @@ def _start(
     resume_path: Path,
     resume: bool,
     text: dict[str, Any],
+    text_layers: TextLayers | None,
 ) -> _Run:
     """The run's trainer (its model drawn from the seeded RNG) and progress, from ``resume_path`` with ``resume``.
 
     A fresh run has rank 0 delete an older run's ``resume_path``, so that it is never continued as that one.
     """
-    trainer = Trainer(cfg, device, cfg.epochs * steps, ranks)
+    trainer = Trainer(cfg, device, cfg.epochs * steps, ranks, text_layers)
     progress, resumed = Progress(), resume and resume_path.exists()
     if resumed:
         progress = trainer.restore(load_checkpoint(resume_path), resume_path, text)
@@ -303,6 +303,7 @@ def _run_epoch(
     if improved:
         progress.best_epoch, progress.best_val_loss = epoch, val["total_loss"]
         progress.best_model = _cpu_copy(trainer.model.state_dict())
+        progress.best_text = None if trainer.text is None else _cpu_copy(trainer.text.trainable_state())
     seconds = time.perf_counter() - start
     # the record first: a kill between the two leaves it beyond the last checkpoint, so cut
     _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
@@ -326,7 +327,7 @@ def _finish(
     if progress.best_model is None or progress.best_epoch is None or progress.best_val_loss is None:
         raise RuntimeError(f"{out_dir}: the validation loss was never finite; no encoder or model was written")
     best = (progress.best_epoch, progress.best_val_loss)
-    log.info("rank %d of %d: final weights sha256 %s", ranks.rank, ranks.world_size, weights_digest(trainer.model))
+    log.info("rank %d of %d: final weights sha256 %s", ranks.rank, ranks.world_size, weights_digest(trainer.module))
     if ranks.is_main:
         save_checkpoint(out_dir / "checkpoint.pt", trainer.state(progress, run.text))
         export_encoder(out_dir / ENCODER_FILE, encoder_state(progress.best_model), cfg.model.backbone, best[0])
@@ -367,6 +368,10 @@ def _model_card(
     return {
         "config": asdict(cfg),
         "text_embeddings": dict(text),
+        "text_unfreeze": cfg.text_unfreeze,
+        "text_lr": cfg.text_layers_lr,
+        "trainable_parameters": trainer.trainable_parameters(),
+        **({} if trainer.text is None else {"text_encoder": text_card(trainer.text, cfg)}),
         "epochs_run": cfg.epochs,
         "steps": trainer.step,
         "skipped_steps": trainer.skipped,

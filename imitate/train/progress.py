@@ -3,9 +3,10 @@
 The resumable checkpoint (``resume.pt`` beside the outputs, not a workflow output, so a failed or
 preempted job does not lose it) holds the trainer state plus a :class:`Progress`: the next batch to
 train, the losses of the epoch so far, and the best epoch with its whole model's weights (E_v, P(·)
-and the projectors; the run's exports are made from them). The data position is the batch index: the
-loader of an epoch is a function of (seed, epoch), so a resumed epoch replays its first batches unused
-and continues with exactly the batches the uninterrupted run would have seen.
+and the projectors; the run's exports are made from them), with unfrozen text layers theirs too. The
+data position is the batch index: the loader of an epoch is a function of (seed, epoch), so a resumed
+epoch replays its first batches unused and continues with exactly the batches the uninterrupted run
+would have seen.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import IO, Any
 from torch import Tensor
 
 RESUME_NAME = "resume.pt"
+BEST_TEXT_KEY = "best_text_encoder"  # the best epoch's trained text layers, when there are any
 
 
 @dataclass
@@ -32,6 +34,7 @@ class Progress:
     best_epoch: int | None = None
     best_val_loss: float | None = None
     best_model: dict[str, Tensor] | None = None  # the ImitateModel state_dict of ``best_epoch``
+    best_text: dict[str, Tensor] | None = None  # its trained text layers (unfrozen text encoder only)
 
     def train_loss(self) -> float:
         """Mean of the finite training losses of the current epoch."""
@@ -44,6 +47,7 @@ class Progress:
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss,
             "best_model": self.best_model,
+            **({} if self.best_text is None else {BEST_TEXT_KEY: self.best_text}),
         }
 
     @classmethod
@@ -60,6 +64,7 @@ class Progress:
             state["best_epoch"],
             state["best_val_loss"],
             state["best_model"],
+            state.get(BEST_TEXT_KEY),
         )
 
 

@@ -22,7 +22,6 @@ LOSS_KEYS = {
 }
 
 
-
 @dataclass(frozen=True)
 class PretrainConfig:
     """Everything a pretraining run depends on (defaults: the paper's ResNet50 setting)."""
@@ -43,12 +42,25 @@ class PretrainConfig:
     compile: bool = False  # torch.compile the ResNet's forward (where nearly all the FLOPs are)
     gpu_augment: bool = True  # on CUDA, augment batches on the GPU (paper augmentations); else in the loader
     grad_clip: float | None = None  # max global gradient norm; None: no clipping (paper and official code)
+    text_unfreeze: int = 0  # Table XI: the last n text encoder layers trained too; 0: frozen embeddings
+    text_lr: float | None = None  # learning rate of those layers; None: ``lr``
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.text_unfreeze < 0:
+            raise ValueError(f"text_unfreeze must be >= 0, got {self.text_unfreeze}")
 
     @property
     def crop_only(self) -> bool:
         """Whether the loader only crops and the trainer augments on the GPU (CUDA, ``paper`` augmentations)."""
         return self.device.startswith("cuda") and self.gpu_augment and self.augment == "paper"
+
+    @property
+    def text_layers_lr(self) -> float | None:
+        """The learning rate of the unfrozen text layers; None when none is unfrozen."""
+        if self.text_unfreeze == 0:
+            return None
+        return self.lr if self.text_lr is None else self.text_lr
 
 
 def _check_keys(block: str, settings: Mapping[str, Any], allowed: set[str]) -> None:

@@ -24,6 +24,8 @@ from imitate.train.distributed import Ranks, any_rank
 from imitate.train.progress import Progress, check_same_config
 from imitate.train.schedule import warmup_cosine
 from imitate.train.settings import PretrainConfig
+from imitate.train.text import FINAL_KEY, ImageText, TextLayers
+from imitate.train.tokens import TOKEN_INPUTS
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +51,22 @@ class Trainer:
 
     Under ``torchrun`` (``ranks.distributed``) the model runs wrapped in DDP and the loss gathers
     every rank's features, so the negatives and the correlation prior span the global batch; whether a
-    step is skipped is agreed by all ranks, so they never diverge.
+    step is skipped is agreed by all ranks, so they never diverge. With ``text`` (``cfg.text_unfreeze``
+    > 0) the batches hold token ids, and the model and the text layers are one module (``module``,
+    wrapped in DDP together); the text layers train in their own parameter groups at ``text_lr``.
     """
 
     def __init__(
-        self, cfg: PretrainConfig, device: torch.device, total_steps: int, ranks: Ranks | None = None
+        self,
+        cfg: PretrainConfig,
+        device: torch.device,
+        total_steps: int,
+        ranks: Ranks | None = None,
+        text: TextLayers | None = None,
     ) -> None:
-        self.cfg, self.device = cfg, device
+        if (text is not None) != (cfg.text_unfreeze > 0):
+            raise ValueError(f"text_unfreeze = {cfg.text_unfreeze} needs text layers exactly when it is > 0")
+        self.cfg, self.device, self.text = cfg, device, text
         self.ranks = ranks or Ranks()
         self.cuda = device.type == "cuda"
         self.model = ImitateModel(cfg.model).to(device)
@@ -66,26 +77,45 @@ class Trainer:
             # which rejects the projectors' BatchNorm statistics being updated twice in one graph
             backbone = self.model.backbone
             backbone.forward_features = torch.compile(backbone.forward_features)
-        self.net: nn.Module = self.model
+        self.module: nn.Module = self.model if text is None else ImageText(self.model, text)
+        self.net: nn.Module = self.module
         if self.ranks.distributed:
             # ablations that switch terms off leave projectors unused: DDP must then not wait for them
             partial = set(cfg.loss.terms) != set(TERMS) or cfg.loss.alignment != "hierarchical"
             self.net = DistributedDataParallel(
-                self.model, device_ids=[self.ranks.local_rank] if self.cuda else None, find_unused_parameters=partial
+                self.module, device_ids=[self.ranks.local_rank] if self.cuda else None, find_unused_parameters=partial
             )
         self.loss = ImitateLoss(
             cfg.loss, rank=self.ranks.rank, world_size=self.ranks.world_size, gather=self.ranks.distributed
         )
-        self.optimizer = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr)
+        groups = param_groups(self.model, cfg.weight_decay)
+        if text is not None:
+            groups += [{**group, "lr": cfg.text_layers_lr} for group in param_groups(text, cfg.weight_decay)]
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         self.scheduler = warmup_cosine(self.optimizer, total_steps, cfg.warmup_fraction)
         self.step = 0
         self.skipped = 0
         self.consecutive_skips = 0
         # draws the batch augmentations of uint8 views (the loader's crop_only mode); one stream per rank
         self.augment_rng = torch.Generator(device=device).manual_seed(cfg.seed * 65_537 + self.ranks.rank)
+        counts = self.trainable_parameters()
+        log.info(
+            "trainable parameters: %.2f M image + %.2f M text (text projector and %d text encoder layers)",
+            counts["image"] / 1e6, counts["text"] / 1e6, cfg.text_unfreeze,
+        )
+
+    def trainable_parameters(self) -> dict[str, int]:
+        """Trained parameters by side: image (E_v, P(·), the vision projectors) and text (the text
+        projector and the unfrozen text layers): Table XI's "trainable parameters" column."""
+        def count(module: nn.Module) -> int:
+            return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
+        text = count(self.model.text_proj) + (0 if self.text is None else count(self.text))
+        return {"image": count(self.model) - count(self.model.text_proj), "text": text}
 
     def _losses(self, batch: Batch, augment_rng: torch.Generator) -> dict[str, Tensor]:
-        inputs = {k: batch[k].to(self.device, non_blocking=True) for k in MODEL_INPUTS if k in batch}
+        keys = MODEL_INPUTS if self.text is None else TOKEN_INPUTS
+        inputs = {k: batch[k].to(self.device, non_blocking=True) for k in keys if k in batch}
         for view in ("view1", "view2"):
             if inputs[view].dtype == torch.uint8:  # only cropped so far: augment here, on the device
                 inputs[view] = augment_batch(
@@ -100,7 +130,7 @@ class Trainer:
 
     def train_step(self, batch: Batch) -> dict[str, Any]:
         """One optimisation step, or a counted skip that leaves the model as it was; returns its record."""
-        lr = self.optimizer.param_groups[0]["lr"]
+        lrs = [group["lr"] for group in self.optimizer.param_groups]
         # BatchNorm updates its running statistics in the forward pass: keep them to undo a skipped step
         buffers = [b.detach().clone() for b in self.model.buffers()]
         losses = self._losses(batch, self.augment_rng)
@@ -111,7 +141,7 @@ class Trainer:
         if finite:
             total.backward()
             if self.cfg.grad_clip is not None:
-                norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                norm = torch.nn.utils.clip_grad_norm_(self.module.parameters(), self.cfg.grad_clip)
                 grad_norm = float(norm)
             self.optimizer.step()
             self.consecutive_skips = 0
@@ -127,7 +157,9 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
         values = {k: finite_or_none(v.item()) for k, v in losses.items()}
-        record = {"type": "step", "step": self.step, "lr": lr, "skipped": not finite, **values}
+        record = {"type": "step", "step": self.step, "lr": lrs[0], "skipped": not finite, **values}
+        if self.text is not None:
+            record["text_lr"] = lrs[-1]
         if grad_norm is not None:
             record["grad_norm"] = finite_or_none(grad_norm)  # before clipping
         if self.cuda:
@@ -169,6 +201,7 @@ class Trainer:
             "augment_rng": self.augment_rng.get_state(),
             "config": asdict(self.cfg),
             "text_embeddings": dict(text),
+            **({} if self.text is None else {FINAL_KEY: self.text.trainable_state()}),
             **progress.as_state(),
         }
 
@@ -177,6 +210,8 @@ class Trainer:
         check_same_config(state["config"], asdict(self.cfg), path)
         check_facts(text, state["text_embeddings"], "the embeddings given", str(path))
         self.model.load_state_dict(state["model"])
+        if self.text is not None:
+            self.text.load_trainable_state(state[FINAL_KEY], path)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.skipped = state["step"], state["skipped_steps"]
