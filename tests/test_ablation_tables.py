@@ -90,3 +90,19 @@ def test_the_plot_is_written_for_a_sweep_and_for_bars(parts, tmp_path):
     ablation_plot(table, sweep, tmp_path / "sweep.png")
     for name in ("bars.png", "sweep.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_xi_shows_each_experiment_s_trainable_parameters_from_its_card(parts):
+    from imitate.tables.ablation import trainable_millions
+
+    cards = {"without_cicl": {"trainable_parameters": {"image": 25_557_032, "text": 1_311_744}},
+             "base": {"trainable_parameters": {"image": 25_557_032, "text": 787_968}}}
+    millions = {name: trainable_millions(card) for name, card in cards.items()}
+    spec = {**SPEC, "trainable_parameters": True, "paper": "XI",
+            "rows": [{**SPEC["rows"][0], "label": "Unfreeze_1"}, SPEC["rows"][1]]}
+    text = ablation_markdown(ablation_rows(parts, spec), spec, {"chexpert": "chexpert"}, millions)
+    assert "| experiment | trainable parameters (M) | chexpert auc_macro 1% |" in text
+    assert "| Unfreeze_1 | 26.9 | " in text and "| IMITATE | 26.3 | " in text  # (25.56 + 1.31) M, (25.56 + 0.79) M
+    assert "| Unfreeze_1 (paper) | 59.1 | 87.2 | – |" in text  # Table XI: 59.1 M, CheXpert 87.2
+    with pytest.raises(ValueError, match="trainable parameters given for"):
+        ablation_markdown(ablation_rows(parts, spec), spec, millions={"base": 1.0})

@@ -141,6 +141,9 @@ def test_the_paper_ablations_dry_run_against_a_scratch_tree_fans_out_per_table(t
     # Find&Imp (whole reports), Table XI (token ids, shared by its six rows), ClinicalBERT, RadBERT
     assert counts["embed_variant"] == 4 and counts["embed"] == 1
     assert counts["ablation"] == len(tables) and counts["pretrain"] == 1 and counts["shards"] == 1
+    cards = re.search(r"imitate ablation .*--cards (.*?) --csv results/tables/ablations/table_xi\.csv", run.stdout)
+    assert cards.group(1).split() == [f"{row}={'results' if row == BASE else f'results/experiments/{row}'}"
+                                      f"/pretrain/model_card.json" for row in tables["table_xi"]["rows"]]
     fractions = set(re.findall(r"imitate evaluate .*?--experiment (\S+) .*?--fractions (\S+)", run.stdout))
     assert {fraction for _, fraction in fractions} == {"1"}
     # the base run is planned as without experiments: every fraction, every dataset of the template
@@ -148,3 +151,11 @@ def test_the_paper_ablations_dry_run_against_a_scratch_tree_fans_out_per_table(t
         len(config["evaluate"][t]["datasets"]) * len(config["evaluate"]["methods"]) for t in TASKS
         if t not in ("zero_shot", "retrieval")) + 2 * sum(
         len(config["evaluate"][t]["datasets"]) for t in ("zero_shot", "retrieval"))
+
+
+def test_an_experiment_training_text_layers_skips_the_tasks_that_embed_prompts_with_the_frozen_encoder(tiny):
+    config = _with(tiny, experiments={"unfrozen": {"pretrain": {"text_unfreeze": 1}}})
+    experiments = resolve_experiments(config, TASKS)
+    tasks = {task for task, _ in experiments["unfrozen"].evaluations}
+    assert tasks == {"linear_classification", "finetune_classification", "segmentation", "detection"}
+    assert {task for task, _ in experiments[BASE].evaluations} == set(TASKS)

@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import duckdb
@@ -141,5 +142,16 @@ def test_a_second_run_does_nothing_and_an_edit_reruns_only_that_experiment(exper
     jobs = _job_counts(plan.stdout + plan.stderr)
     assert jobs == {"pretrain_experiment": 1, "loss_curve_experiment": 1, "evaluate_experiment": 1, "ablation": 1,
                     "tables": 1, "provenance_catalog": 1, "all": 1}
-    assert "mean_pooling" not in plan.stdout.replace("results/tables/ablations/pooling", "")
     assert set(re.findall(r"experiment=(\w+)", plan.stdout)) == {"strong_prior"}
+
+
+def test_the_report_holds_the_ablation_tables_and_each_experiment_s_loss_curve(experiment_run, tmp_path):
+    workdir, _ = experiment_run
+    report = tmp_path / "report.zip"
+    out = run_snakemake(workdir, "--configfile", str(TINY), str(workdir.parent / "experiments.yaml"),
+                        "--report", str(report))
+    assert out.returncode == 0, out.stderr[-3000:]
+    names = zipfile.ZipFile(report).namelist()
+    for part in ("/prior.md", "/prior.png", "/pooling.csv", "/pooling.png"):
+        assert any(n.endswith(part) for n in names), (part, names)
+    assert sum(n.endswith("/loss_curve.png") for n in names) == 3  # the base's and each experiment's

@@ -131,12 +131,16 @@ def resolve_experiments(config: Mapping[str, Any], tasks: tuple[str, ...]) -> di
         evaluations = base_evaluations if name == BASE or name not in listed else {
             key: tuple(sorted(fractions)) for key, fractions in sorted(listed[name].items())
         }
+        blocks = _resolved_blocks(config, name, overrides)
+        if name != BASE and blocks["pretrain"].get("text_unfreeze", 0) > 0:
+            # zero-shot and retrieval embed prompts with the frozen encoder, which no longer fits its projector
+            evaluations = {key: f for key, f in evaluations.items() if key[0] in DEFAULT_METRIC}
         experiments[name] = Experiment(
             name=name,
             label=entry.get("label", "IMITATE" if name == BASE else name),
             overrides=overrides,
             overrides_sha256=config_hash(overrides),
-            blocks=_resolved_blocks(config, name, overrides) ,
+            blocks=blocks,
             evaluations=evaluations,
         )
     return experiments

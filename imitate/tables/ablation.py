@@ -4,6 +4,7 @@ the paper's Tables VIII-XIII, with a plot (Fig. 4: a setting against each column
 The table's spec comes from the ``ablations:`` block, resolved by the workflow::
 
     {"title": str, "paper": "VIII" | None, "method": "imitate", "plot": "pretrain.lambda" | None,
+     "trainable_parameters": bool,
      "rows": [{"experiment": str, "label": str, "x": float | None}, ...],
      "columns": [{"task": str, "dataset": str, "fraction": float, "metric": str}, ...]}
 """
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 from matplotlib.figure import Figure
 
 from imitate.tables.gather import mean_std_cell
-from imitate.tables.paper import paper_ablation
+from imitate.tables.paper import PAPER_TRAINABLE_MILLIONS, paper_ablation
 
 READ_COLUMNS = ("experiment", "method", "task", "dataset", "fraction", "metric", "seed", "value", "run_id",
                 "checkpoint_sha256", "experiment_sha256")
@@ -84,6 +85,14 @@ def _finite(values: Sequence[float | None]) -> list[float]:
     return [v for v in values if v is not None and math.isfinite(v)]
 
 
+def trainable_millions(card: Mapping[str, Any]) -> float:
+    """The trained parameters of a pretraining run (image and text side), in millions, from its model card."""
+    counts = card.get("trainable_parameters")
+    if not counts:
+        raise ValueError("the model card has no trainable_parameters (written by imitate pretrain)")
+    return (counts["image"] + counts["text"]) / 1e6
+
+
 def _paper_lines(spec: Mapping[str, Any], real: Mapping[str, str]) -> list[str]:
     """The paper's rows for the spec's labels, on the columns whose dataset holds real data."""
     paper = paper_ablation(spec.get("paper") or "")
@@ -92,7 +101,7 @@ def _paper_lines(spec: Mapping[str, Any], real: Mapping[str, str]) -> list[str]:
         values = paper.get(row["label"])
         if not values:
             continue
-        cells = []
+        cells = [f"{PAPER_TRAINABLE_MILLIONS[row['label']]:.1f}"] if spec.get("trainable_parameters") else []
         for column in spec["columns"]:
             task, dataset, fraction, _ = column_key(column)
             value = values.get((task, real.get(dataset, ""), fraction))
@@ -102,24 +111,34 @@ def _paper_lines(spec: Mapping[str, Any], real: Mapping[str, str]) -> list[str]:
     return lines
 
 
-def ablation_markdown(table: pa.Table, spec: Mapping[str, Any], real: Mapping[str, str] | None = None) -> str:
+def ablation_markdown(table: pa.Table, spec: Mapping[str, Any], real: Mapping[str, str] | None = None,
+                      millions: Mapping[str, float] | None = None) -> str:
     """The table in the paper's layout: one row per experiment, mean ± std over seeds (× 100).
 
     ``real`` maps the datasets holding real data to their adapter; with ``spec["paper"]`` set, the paper's
-    numbers for the same rows follow ours, marked "(paper)".
+    numbers for the same rows follow ours, marked "(paper)". With ``spec["trainable_parameters"]`` the
+    first column is each experiment's trained parameters in millions (``millions``, from its model card).
     """
     cells = _cells(table)
     seeds = sorted(set(table["seed"].to_pylist()))
+    extra = spec.get("trainable_parameters")
+    if extra and set(millions or {}) != {row["experiment"] for row in spec["rows"]}:
+        raise ValueError(f"ablation {spec['title']!r}: trainable parameters given for {sorted(millions or {})}, "
+                         f"the rows are {[row['experiment'] for row in spec['rows']]}")
+    headers = [*(["trainable parameters (M)"] if extra else []), *(header(c) for c in spec["columns"])]
     lines = [
         f"**{spec['title']}** — {spec['method']}'s encoder per experiment, × 100, mean ± standard deviation over "
         f"seeds {', '.join(map(str, seeds))}",
         "",
-        "| experiment | " + " | ".join(header(c) for c in spec["columns"]) + " |",
-        "|---|" + "---:|" * len(spec["columns"]),
+        "| experiment | " + " | ".join(headers) + " |",
+        "|---|" + "---:|" * len(headers),
     ]
     for row in spec["rows"]:
         values = [cells.get((row["experiment"], column_key(c)), []) for c in spec["columns"]]
-        lines.append(f"| {row['label']} | " + " | ".join(mean_std_cell(v, len(seeds)) for v in values) + " |")
+        texts = [mean_std_cell(v, len(seeds)) for v in values]
+        if extra:
+            texts.insert(0, f"{millions[row['experiment']]:.1f}")
+        lines.append(f"| {row['label']} | " + " | ".join(texts) + " |")
     lines += _paper_lines(spec, real or {})
     return "\n".join(lines) + "\n"
 

@@ -79,7 +79,8 @@ def ablation_spec(name):
         rows.append({"experiment": row, "label": experiment.label,
                      "x": setting_of(experiment, table["plot"]) if table["plot"] else None})
     spec = {"title": table["title"], "paper": table["paper"], "plot": table["plot"], "method": ablation_method(),
-            "rows": rows, "columns": ablation_columns(config)[name]}
+            "trainable_parameters": table["trainable_parameters"], "rows": rows,
+            "columns": ablation_columns(config)[name]}
     return json.dumps(spec, sort_keys=True)
 
 
@@ -89,3 +90,11 @@ def ablation_parts(wildcards):
     pairs = dict.fromkeys((c["task"], c["dataset"]) for c in table["columns"])
     return [f"{experiment_dir(row)}/evaluate/{task}/{dataset}/{ablation_method()}.parquet"
             for row in table["rows"] for task, dataset in pairs]
+
+
+def ablation_cards(name):
+    """Experiment -> its model card, for a table that shows trainable parameters (Table XI); else empty."""
+    table = config["ablations"][name]
+    if not table["trainable_parameters"]:
+        return {}
+    return {row: pretrain_output(row, "model_card.json") for row in table["rows"]}
