@@ -7,6 +7,7 @@ this run are exactly what the experiments add to a finished base run.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -26,11 +27,12 @@ from tests.helpers.workflow import TINY, run_snakemake
 EXPERIMENTS = {
     "strong_prior": {"label": "λ 0.6", "pretrain": {"lambda": 0.6}},
     "mean_pooling": {"embed": {"pooling": "mean"}},
+    "unfrozen": {"label": "Unfreeze_1", "pretrain": {"text_unfreeze": 1}},  # Table XI, through the rules
 }
 ABLATIONS = {
     "prior": {"title": "Prior strength", "rows": ["base", "strong_prior"], "plot": "pretrain.lambda",
               "columns": [{"task": "linear_classification", "dataset": "toy", "fraction": 100}]},
-    "pooling": {"title": "Pooling", "rows": ["mean_pooling", "base"],
+    "pooling": {"title": "Pooling", "rows": ["mean_pooling", "unfrozen", "base"], "trainable_parameters": True,
                 "columns": [{"task": "segmentation", "dataset": "rsna", "fraction": 50}]},
 }
 
@@ -66,9 +68,9 @@ def test_shared_stages_are_not_recomputed_and_each_experiment_trains_once(experi
     for shared in ("sections", "manifest", "shards", "embed", "dataset", "dataset_shards", "pretrain", "evaluate",
                    "evaluate_dense"):
         assert shared not in jobs, shared
-    assert jobs["embed_variant"] == 1  # mean pooling; the prior shares the base's embeddings
-    assert jobs["pretrain_experiment"] == 2 and jobs["loss_curve_experiment"] == 2
-    assert jobs["evaluate_experiment"] == 1 and jobs["evaluate_dense_experiment"] == 1  # each table's column
+    assert jobs["embed_variant"] == 2  # mean pooling, token ids; the prior shares the base's embeddings
+    assert jobs["pretrain_experiment"] == 3 and jobs["loss_curve_experiment"] == 3
+    assert jobs["evaluate_experiment"] == 1 and jobs["evaluate_dense_experiment"] == 2  # each table's column
     assert jobs["ablation"] == 2
 
 
@@ -80,6 +82,8 @@ def test_each_experiment_pretrains_on_its_embeddings(experiment_run):
             ["embeddings"]["path"] for name in EXPERIMENTS}
     assert used["strong_prior"] == "results/embed/embeddings.parquet"
     assert re.fullmatch(r"results/embed/[0-9a-f]{12}/embeddings\.parquet", used["mean_pooling"])
+    assert used["unfrozen"] not in (used["mean_pooling"], used["strong_prior"])
+    assert "findings_input_ids" in pq.read_schema(workdir / used["unfrozen"]).names
     card = read_record(workdir / "results/experiments/strong_prior/pretrain/encoder.safetensors")
     assert card["experiment"] == "strong_prior" and '"lambda": 0.6' in str(card["settings"]).replace("'", '"')
 
@@ -124,11 +128,10 @@ def test_the_catalog_answers_which_experiments_used_an_embeddings_file(experimen
              "WHERE e.input = ? AND a.experiment IS NOT NULL ORDER BY 1")
     with duckdb.connect(str(workdir / "results/provenance.duckdb"), read_only=True) as con:
         shared = con.execute(query, ["results/embed/embeddings.parquet"]).fetchall()
-        variant = con.execute("SELECT DISTINCT input FROM edges WHERE input LIKE 'results/embed/%/embeddings.parquet'"
-                              ).fetchall()
-        assert len(variant) == 1
-        own = con.execute(query, [variant[0][0]]).fetchall()
-    assert shared == [("base",), ("strong_prior",)] and own == [("mean_pooling",)]
+        variants = con.execute("SELECT DISTINCT input FROM edges WHERE input LIKE 'results/embed/%/embeddings.parquet'"
+                               ).fetchall()
+        own = sorted(con.execute(query, [path]).fetchall() for (path,) in variants)
+    assert shared == [("base",), ("strong_prior",)] and own == [[("mean_pooling",)], [("unfrozen",)]]
 
 
 def test_a_second_run_does_nothing_and_an_edit_reruns_only_that_experiment(experiment_run):
@@ -154,4 +157,18 @@ def test_the_report_holds_the_ablation_tables_and_each_experiment_s_loss_curve(e
     names = zipfile.ZipFile(report).namelist()
     for part in ("/prior.md", "/prior.png", "/pooling.csv", "/pooling.png"):
         assert any(n.endswith(part) for n in names), (part, names)
-    assert sum(n.endswith("/loss_curve.png") for n in names) == 3  # the base's and each experiment's
+    assert sum(n.endswith("/loss_curve.png") for n in names) == 4  # the base's and each experiment's
+
+
+def test_table_xi_trains_a_text_layer_through_the_rules_and_shows_its_parameters(experiment_run):
+    workdir, _ = experiment_run
+    cards = {name: json.loads((workdir / path / "pretrain/model_card.json").read_text())
+             for name, path in (("unfrozen", "results/experiments/unfrozen"), ("base", "results"))}
+    assert cards["unfrozen"]["text_unfreeze"] == 1 and cards["base"]["text_unfreeze"] == 0
+    one_layer = cards["unfrozen"]["trainable_parameters"]["text"] - cards["base"]["trainable_parameters"]["text"]
+    # one MiniLM layer: q, k, v, out 4 x (384 x 384 + 384); intermediate 384 x 1536 + 1536; output 1536 x 384 + 384;
+    # two LayerNorms 2 x (2 x 384)
+    assert one_layer == 4 * (384 * 384 + 384) + (384 * 1536 + 1536) + (1536 * 384 + 384) + 2 * 2 * 384
+    millions = {name: sum(card["trainable_parameters"].values()) / 1e6 for name, card in cards.items()}
+    text = (workdir / "results/tables/ablations/pooling.md").read_text()
+    assert f"| Unfreeze_1 | {millions['unfrozen']:.1f} |" in text and f"| IMITATE | {millions['base']:.1f} |" in text
