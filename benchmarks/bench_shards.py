@@ -109,10 +109,11 @@ def worker_startup(workers: int) -> float:
 
 def time_loader(shards: list[Path], n: int, loader_workers: int) -> float:
     """Samples/s of the pretraining loader (two 224-px views each) over ``shards``."""
-    from imitate.train.data import TextEmbedding, build_pretrain_loader
+    from imitate.train.data import build_pretrain_loader
+    from imitate.train.study_text import StudyText
 
     rng = np.random.default_rng(0)
-    embeddings = {50_000_000 + i: TextEmbedding(rng.random(384, np.float32), rng.random(384, np.float32))
+    embeddings = {50_000_000 + i: StudyText(rng.random(384, np.float32), rng.random(384, np.float32))
                   for i in range(n)}
     loader = build_pretrain_loader(shards, embeddings, crop_size=224, batch_size=16, num_samples=n,
                                    workers=loader_workers, seed=0, epoch=0, shuffle_buffer=64)

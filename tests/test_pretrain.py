@@ -27,12 +27,12 @@ from imitate.losses import TERMS, ImitateLoss, LossConfig
 from imitate.models import ImitateModel, ModelConfig
 from imitate.models.files import ENCODER_METADATA_KEY, encoder_state
 from imitate.train.checkpoint import load_checkpoint
-from imitate.train.data import TextEmbedding
 from imitate.train.interrupt import InterruptedRunError
 from imitate.train.pretrain import ShardSplit, pretrain
 from imitate.train.progress import RESUME_NAME, Progress
 from imitate.train.schedule import WarmupCosine, warmup_cosine
 from imitate.train.settings import PretrainConfig, config_from_settings
+from imitate.train.study_text import StudyText
 from imitate.train.trainer import Trainer, param_groups
 from tests.helpers.pretrain_shards import write_tiny_dataset
 
@@ -80,7 +80,7 @@ def in_memory_loader(
     return batches
 
 
-EMBEDDINGS = {i: TextEmbedding(np.ones(DIM, np.float32), None) for i in range(4)}
+EMBEDDINGS = {i: StudyText(np.ones(DIM, np.float32), None) for i in range(4)}
 TRAIN = ShardSplit((Path("train-000000.tar"),), 8)
 VAL = ShardSplit((Path("validate-000000.tar"), Path("validate-000001.tar")), 4)
 

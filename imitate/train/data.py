@@ -27,7 +27,6 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,7 +40,8 @@ from imitate.embed.store import embedding_matrix, study_ids
 from imitate.images.transforms import build_train_transform, crop_transform
 from imitate.shards.reader import decode_sample, tar_samples
 from imitate.train.interrupt import ignore_stop_signals
-from imitate.train.tokens import REPORT, SECTIONS, TextTokens, token_batch
+from imitate.train.study_text import StudyText
+from imitate.train.tokens import REPORT, SECTIONS, token_batch
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +50,6 @@ EMBEDDING_COLUMNS = ("study_id", "findings_emb", "impression_emb", "has_findings
 REPORT_COLUMN = "report_emb"
 
 
-@dataclass(frozen=True)
-class TextEmbedding:
-    """Frozen text embeddings of one study; ``findings`` is None when its report has no Findings.
-
-    ``report`` (the whole report, for the Find&Imp alignment) is there only when the embeddings file
-    has a ``report_emb`` column.
-    """
-
-    impression: np.ndarray
-    findings: np.ndarray | None
-    report: np.ndarray | None = None
-
-    @property
-    def has_findings(self) -> bool:
-        return self.findings is not None
-
-
-StudyText = TextEmbedding | TextTokens
 
 
 class _Item(NamedTuple):
@@ -77,7 +59,7 @@ class _Item(NamedTuple):
     study_id: int
 
 
-def load_embeddings(path: str | Path) -> dict[int, TextEmbedding]:
+def load_embeddings(path: str | Path) -> dict[int, StudyText]:
     """Read ``study_id, findings_emb, impression_emb, has_findings`` (fixed-size float lists) by study.
 
     Studies without an Impression embedding cannot be trained on and are left out (logged); the rows
@@ -104,7 +86,7 @@ def load_embeddings(path: str | Path) -> dict[int, TextEmbedding]:
     if not (has_report | ~has_impression).all():
         raise ValueError(f"{path}: report_emb is null for a study that has an impression")
     return {
-        int(study): TextEmbedding(
+        int(study): StudyText(
             impression[i], findings[i] if findings_valid[i] else None, None if report is None else report[i]
         )
         for i, study in enumerate(ids)
@@ -145,7 +127,7 @@ def build_pretrain_loader(
     (findings zero where missing), ``has_findings`` bool B, ``study_id`` int64 B; plus ``report_emb``
     float32 B x D when the embeddings have whole-report vectors. With ``crop_only`` the views are just
     the random crops, uint8 B x 1 x crop x crop, for :func:`imitate.images.transforms.augment_batch`
-    to finish on the GPU. With :class:`~imitate.train.tokens.TextTokens` per study (unfrozen text
+    to finish on the GPU. With :class:`StudyText` token ids per study (unfrozen text
     layers) the ``*_emb`` keys are ``<section>_input_ids`` and ``<section>_attention_mask`` (int64 B x
     the batch's longest text) instead. ``num_samples`` is the
     number of training images (the epoch length); ``len(loader)`` is :func:`steps_per_epoch`.
@@ -269,7 +251,7 @@ def _shuffled(items: Iterator[Any], size: int, rng: np.random.Generator) -> Iter
     yield from buffer
 
 
-def _embedding_batch(texts: Sequence[TextEmbedding]) -> dict[str, torch.Tensor]:
+def _embedding_batch(texts: Sequence[StudyText]) -> dict[str, torch.Tensor]:
     zeros = np.zeros(texts[0].impression.shape[0], dtype=np.float32)
     return {
         "findings_emb": torch.from_numpy(
@@ -280,10 +262,10 @@ def _embedding_batch(texts: Sequence[TextEmbedding]) -> dict[str, torch.Tensor]:
 
 
 def _batches(items: Iterator[_Item], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches of views and texts: embeddings (``*_emb``), or token ids and masks for :class:`TextTokens`."""
+    """Batches of views and texts: embeddings (``*_emb``), or token ids and masks for token ids."""
     while len(chunk := list(itertools.islice(items, batch_size))) == batch_size:
         texts = [item.text for item in chunk]
-        tokens = isinstance(texts[0], TextTokens)
+        tokens = texts[0].is_tokens
         batch = {
             "view1": torch.stack([item.view1 for item in chunk]),
             "view2": torch.stack([item.view2 for item in chunk]),

@@ -49,11 +49,12 @@ from imitate.models.files import (
 )
 from imitate.shards.reader import count_samples, shard_paths
 from imitate.train.checkpoint import load_checkpoint, save_checkpoint
-from imitate.train.data import StudyText, build_pretrain_loader, steps_per_epoch
+from imitate.train.data import build_pretrain_loader, steps_per_epoch
 from imitate.train.distributed import Ranks, any_rank, weights_digest
 from imitate.train.interrupt import InterruptedRunError, StopFlag, stop_on_signals
 from imitate.train.progress import RESUME_NAME, Progress, open_metrics
 from imitate.train.settings import PretrainConfig
+from imitate.train.study_text import StudyText
 from imitate.train.text import TextLayers, text_card, training_text
 from imitate.train.trainer import Batch, Trainer, finite_or_none
 

@@ -22,10 +22,11 @@ from torch import Tensor, nn
 from imitate.embed.pooling import pool
 from imitate.embed.store import EmbeddingMismatchError, describe, differing_keys
 from imitate.models import ImitateModel
-from imitate.train.data import StudyText, load_embeddings
+from imitate.train.data import load_embeddings
 from imitate.train.progress import BEST_TEXT_KEY
 from imitate.train.settings import PretrainConfig
-from imitate.train.tokens import TextTokens, load_token_ids
+from imitate.train.study_text import StudyText
+from imitate.train.tokens import load_token_ids
 
 if TYPE_CHECKING:
     from imitate.embed.encoder import TextEncoder
@@ -167,7 +168,7 @@ def training_text(
             "embed: block as --text-settings JSON"
         )
     table = embeddings if isinstance(embeddings, Mapping) else load_token_ids(embeddings)
-    if not isinstance(next(iter(table.values())), TextTokens):
+    if not next(iter(table.values())).is_tokens:
         raise ValueError(f"text_unfreeze = {cfg.text_unfreeze} trains on token ids, not on embedding vectors")
     source = "the embeddings" if isinstance(embeddings, Mapping) else str(embeddings)
     layers = load_text_layers(text_settings_block, cfg.text_unfreeze, facts, source, cfg.device)

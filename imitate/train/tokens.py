@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ import pyarrow.parquet as pq
 import torch
 
 from imitate.embed.store import TOKEN_IDS_SUFFIX, study_ids, token_id_lists
+from imitate.train.study_text import StudyText
 
 log = logging.getLogger(__name__)
 
@@ -44,27 +44,11 @@ TOKEN_INPUTS = (
 )
 
 
-@dataclass(frozen=True)
-class TextTokens:
-    """The int32 input ids of one study's texts; ``findings`` is None when its report has no Findings.
-
-    ``report`` (the whole report) is there only when the file has ``report_input_ids``.
-    """
-
-    impression: np.ndarray
-    findings: np.ndarray | None
-    report: np.ndarray | None = None
-
-    @property
-    def has_findings(self) -> bool:
-        return self.findings is not None
-
-
 def _rows(values: np.ndarray, offsets: np.ndarray, valid: np.ndarray) -> list[np.ndarray | None]:
     return [values[offsets[i] : offsets[i + 1]] if valid[i] else None for i in range(len(valid))]
 
 
-def load_token_ids(path: str | Path) -> dict[int, TextTokens]:
+def load_token_ids(path: str | Path) -> dict[int, StudyText]:
     """The token ids of every study with an Impression, by study (studies without one are left out)."""
     names = pq.read_schema(path).names
     needed = [ids_key(section) for section in SECTIONS]
@@ -88,7 +72,7 @@ def load_token_ids(path: str | Path) -> dict[int, TextTokens]:
     texts = {section: _rows(*lists) for section, lists in rows.items()}
     report = texts.get(REPORT, [None] * len(ids))
     return {
-        int(study): TextTokens(texts["impression"][i], texts["findings"][i], report[i])
+        int(study): StudyText(texts["impression"][i], texts["findings"][i], report[i])
         for i, study in enumerate(ids)
         if has_impression[i]
     }
@@ -106,7 +90,7 @@ def _padded(rows: Sequence[np.ndarray | None]) -> tuple[torch.Tensor, torch.Tens
     return torch.from_numpy(ids), torch.from_numpy(mask)
 
 
-def token_batch(texts: Sequence[TextTokens], sections: Sequence[str]) -> dict[str, torch.Tensor]:
+def token_batch(texts: Sequence[StudyText], sections: Sequence[str]) -> dict[str, torch.Tensor]:
     """``<section>_input_ids`` and ``<section>_attention_mask`` of each of ``sections``."""
     batch = {}
     for section in sections:
