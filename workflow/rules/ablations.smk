@@ -11,7 +11,7 @@ rule ablation:
         md=report("results/tables/ablations/{ablation}.md", category="Ablations", caption="../report/ablation.rst"),
         png=report("results/tables/ablations/{ablation}.png", category="Ablations", caption="../report/ablation.rst"),
     wildcard_constraints:
-        ablation="|".join(config["ablations"]) or "no-ablation",
+        ablation="|".join(map(re.escape, config["ablations"])) or "no-ablation",
     log:
         "logs/tables/ablations/{ablation}.log",
     benchmark:
@@ -20,12 +20,9 @@ rule ablation:
         code=code_of("ablation"),
         run_id=RUN_ID,
         spec=lambda wildcards: ablation_spec(wildcards.ablation),
-        cards=lambda wildcards: " ".join(["--cards", *(f"{e}={c}" for e, c in ablation_cards(wildcards.ablation).items())])
-        if ablation_cards(wildcards.ablation) else "",
-        real=lambda wildcards: " ".join(
-            f"{d}={config['datasets'][d]['adapter']}"
-            for d in dict.fromkeys(c["dataset"] for c in config["ablations"][wildcards.ablation]["columns"])
-            if not is_demo_dataset(d)
+        cards=lambda wildcards: ablation_cards_arg(wildcards.ablation),
+        real=lambda wildcards: real_datasets_arg(
+            c["dataset"] for c in config["ablations"][wildcards.ablation]["columns"]
         ),
     conda:
         "../../envs/imitate.yaml"

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -110,6 +111,11 @@ def is_demo_dataset(name):
     """Whether the dataset's files are synthetic: its own demo, or the pipeline's demo MIMIC-CXR."""
     entry = config["datasets"][name]
     return "demo" in entry or (config["data"]["source"] == "demo" and Path(entry["root"]) == Path(DATA_ROOT))
+
+
+def real_datasets_arg(datasets):
+    """DATASET=ADAPTER for each of `datasets` that holds real data: the tables show the paper's numbers beside them."""
+    return " ".join(f"{d}={config['datasets'][d]['adapter']}" for d in dict.fromkeys(datasets) if not is_demo_dataset(d))
 
 
 def task_methods(task):

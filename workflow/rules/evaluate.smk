@@ -2,7 +2,7 @@
 
 wildcard_constraints:
     task="|".join(TASKS),
-    experiment="|".join(VARIANTS) or "no-experiment",
+    experiment="|".join(map(re.escape, VARIANTS)) or "no-experiment",
     method="|".join(config["evaluate"]["methods"]) or "no-method",
 
 
@@ -117,9 +117,7 @@ rule tables:
     params:
         code=code_of("tables"),
         run_id=RUN_ID,
-        real=lambda wildcards: " ".join(
-            f"{d}={config['datasets'][d]['adapter']}" for d in task_datasets(wildcards.task) if not is_demo_dataset(d)
-        ),
+        real=lambda wildcards: real_datasets_arg(task_datasets(wildcards.task)),
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -92,6 +92,12 @@ def ablation_parts(wildcards):
             for row in table["rows"] for task, dataset in pairs]
 
 
+def ablation_cards_arg(name):
+    """--cards EXPERIMENT=MODEL_CARD ... of a table that shows trainable parameters, else nothing."""
+    cards = ablation_cards(name)
+    return " ".join(["--cards", *(f"{e}={c}" for e, c in cards.items())]) if cards else ""
+
+
 def ablation_cards(name):
     """Experiment -> its model card, for a table that shows trainable parameters (Table XI); else empty."""
     table = config["ablations"][name]
