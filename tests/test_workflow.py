@@ -177,7 +177,7 @@ def test_section_map_records_its_numbers(tiny_run):
 @pytest.mark.parametrize(
     ("overlay", "options", "launcher"),
     [
-        (None, [], "IMITATE_WILDCARDS= python -m imitate pretrain"),
+        (None, [], "IMITATE_EXPERIMENT=base python -m imitate pretrain"),
         (None, ["--set-resources", "pretrain:gpu=4"], f"{TORCHRUN} --nproc_per_node 4 --standalone -m"),
         ("launch: {always_torchrun: true}\n", [], f"{TORCHRUN} --nproc_per_node 1 --standalone -m"),
         (
