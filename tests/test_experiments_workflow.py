@@ -1,5 +1,6 @@
-"""Two experiments on the tiny workflow: shared stages are not recomputed, each experiment's encoder is
-evaluated, the tables hold both, provenance follows each branch, and an edit reruns one experiment only.
+"""Two experiments on the tiny workflow (a stronger prior, and one text layer trained: Table XI): shared
+stages are not recomputed, each experiment's encoder is evaluated, the tables hold both, provenance
+follows each branch, and an edit reruns one experiment only.
 
 The experiments run in a copy of the tiny run's tree (its .snakemake metadata included), so the jobs of
 this run are exactly what the experiments add to a finished base run.
@@ -26,13 +27,12 @@ from tests.helpers.workflow import TINY, run_snakemake
 
 EXPERIMENTS = {
     "strong_prior": {"label": "λ 0.6", "pretrain": {"lambda": 0.6}},
-    "mean_pooling": {"embed": {"pooling": "mean"}},
     "unfrozen": {"label": "Unfreeze_1", "pretrain": {"text_unfreeze": 1}},  # Table XI, through the rules
 }
 ABLATIONS = {
     "prior": {"title": "Prior strength", "rows": ["base", "strong_prior"], "plot": "pretrain.lambda",
               "columns": [{"task": "linear_classification", "dataset": "toy", "fraction": 100}]},
-    "pooling": {"title": "Pooling", "rows": ["mean_pooling", "unfrozen", "base"], "trainable_parameters": True,
+    "text": {"title": "Text layers", "rows": ["unfrozen", "base"], "trainable_parameters": True,
                 "columns": [{"task": "segmentation", "dataset": "rsna", "fraction": 50}]},
 }
 
@@ -68,9 +68,9 @@ def test_shared_stages_are_not_recomputed_and_each_experiment_trains_once(experi
     for shared in ("sections", "manifest", "shards", "embed", "dataset", "dataset_shards", "pretrain", "evaluate",
                    "evaluate_dense"):
         assert shared not in jobs, shared
-    assert jobs["embed_variant"] == 2  # mean pooling, token ids; the prior shares the base's embeddings
-    assert jobs["pretrain_experiment"] == 3 and jobs["loss_curve_experiment"] == 3
-    assert jobs["evaluate_experiment"] == 1 and jobs["evaluate_dense_experiment"] == 2  # each table's column
+    assert jobs["embed_variant"] == 1  # token ids; the prior shares the base's embeddings
+    assert jobs["pretrain_experiment"] == 2 and jobs["loss_curve_experiment"] == 2
+    assert jobs["evaluate_experiment"] == 1 and jobs["evaluate_dense_experiment"] == 1  # each table's column
     assert jobs["ablation"] == 2
 
 
@@ -81,8 +81,7 @@ def test_each_experiment_pretrains_on_its_embeddings(experiment_run):
     used = {name: read_record(workdir / f"results/experiments/{name}/pretrain/encoder.safetensors")["inputs"]
             ["embeddings"]["path"] for name in EXPERIMENTS}
     assert used["strong_prior"] == "results/embed/embeddings.parquet"
-    assert re.fullmatch(r"results/embed/[0-9a-f]{12}/embeddings\.parquet", used["mean_pooling"])
-    assert used["unfrozen"] not in (used["mean_pooling"], used["strong_prior"])
+    assert re.fullmatch(r"results/embed/[0-9a-f]{12}/embeddings\.parquet", used["unfrozen"])
     assert "findings_input_ids" in pq.read_schema(workdir / used["unfrozen"]).names
     card = read_record(workdir / "results/experiments/strong_prior/pretrain/encoder.safetensors")
     assert card["experiment"] == "strong_prior" and '"lambda": 0.6' in str(card["settings"]).replace("'", '"')
@@ -109,15 +108,15 @@ def test_the_ablation_table_holds_each_experiment_s_own_numbers(experiment_run):
     assert "| IMITATE |" in text
     rows = pacsv.read_csv(workdir / "results/tables/ablations/prior.csv").to_pylist()
     assert {(r["experiment"], r["x"]) for r in rows} == {("base", 0.2), ("strong_prior", 0.6)}
-    for name in ("prior", "pooling"):
+    for name in ("prior", "text"):
         assert (workdir / f"results/tables/ablations/{name}.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_provenance_of_an_ablation_table_shows_each_experiment_s_branch(experiment_run):
     workdir, _ = experiment_run
-    out = subprocess.run([sys.executable, "-m", "imitate", "provenance", "results/tables/ablations/pooling.csv"],
+    out = subprocess.run([sys.executable, "-m", "imitate", "provenance", "results/tables/ablations/text.csv"],
                          cwd=workdir, capture_output=True, text=True, check=True).stdout
-    assert "results/experiments/mean_pooling/pretrain/encoder.safetensors [pretrain]" in out
+    assert "results/experiments/unfrozen/pretrain/encoder.safetensors [pretrain]" in out
     assert "results/pretrain/encoder.safetensors [pretrain]" in out
     assert re.search(r"results/embed/[0-9a-f]{12}/embeddings\.parquet \[embed\]", out)
 
@@ -131,7 +130,7 @@ def test_the_catalog_answers_which_experiments_used_an_embeddings_file(experimen
         variants = con.execute("SELECT DISTINCT input FROM edges WHERE input LIKE 'results/embed/%/embeddings.parquet'"
                                ).fetchall()
         own = sorted(con.execute(query, [path]).fetchall() for (path,) in variants)
-    assert shared == [("base",), ("strong_prior",)] and own == [[("mean_pooling",)], [("unfrozen",)]]
+    assert shared == [("base",), ("strong_prior",)] and own == [[("unfrozen",)]]
 
 
 def test_a_second_run_does_nothing_and_an_edit_reruns_only_that_experiment(experiment_run):
@@ -155,9 +154,9 @@ def test_the_report_holds_the_ablation_tables_and_each_experiment_s_loss_curve(e
                         "--report", str(report))
     assert out.returncode == 0, out.stderr[-3000:]
     names = zipfile.ZipFile(report).namelist()
-    for part in ("/prior.md", "/prior.png", "/pooling.csv", "/pooling.png"):
+    for part in ("/prior.md", "/prior.png", "/text.csv", "/text.png"):
         assert any(n.endswith(part) for n in names), (part, names)
-    assert sum(n.endswith("/loss_curve.png") for n in names) == 4  # the base's and each experiment's
+    assert sum(n.endswith("/loss_curve.png") for n in names) == 3  # the base's and each experiment's
 
 
 def test_table_xi_trains_a_text_layer_through_the_rules_and_shows_its_parameters(experiment_run):
@@ -170,5 +169,5 @@ def test_table_xi_trains_a_text_layer_through_the_rules_and_shows_its_parameters
     # two LayerNorms 2 x (2 x 384)
     assert one_layer == 4 * (384 * 384 + 384) + (384 * 1536 + 1536) + (1536 * 384 + 384) + 2 * 2 * 384
     millions = {name: sum(card["trainable_parameters"].values()) / 1e6 for name, card in cards.items()}
-    text = (workdir / "results/tables/ablations/pooling.md").read_text()
+    text = (workdir / "results/tables/ablations/text.md").read_text()
     assert f"| Unfreeze_1 | {millions['unfrozen']:.1f} |" in text and f"| IMITATE | {millions['base']:.1f} |" in text
