@@ -159,3 +159,25 @@ def test_an_experiment_training_text_layers_skips_the_tasks_that_embed_prompts_w
     tasks = {task for task, _ in experiments["unfrozen"].evaluations}
     assert tasks == {"linear_classification", "finetune_classification", "segmentation", "detection"}
     assert {task for task, _ in experiments[BASE].evaluations} == set(TASKS)
+
+
+def test_an_evaluation_limited_to_some_fractions_trains_on_those_subsets_only(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from imitate.evaluate.encoders import Method
+    from imitate.evaluate.request import EvalRequest
+
+    subsets = tmp_path / "subsets.parquet"
+    pq.write_table(pa.table({"fraction": [1.0, 10.0, 10.0, 100.0, 100.0, 100.0], "key": list("aabccc")}), subsets)
+
+    def request(fractions):
+        return EvalRequest(task="linear_classification", records=tmp_path, subsets=subsets, shards=tmp_path,
+                           method=Method("imitate", "random"), weights_file=None, backbone="resnet18", crop_size=32,
+                           batch_size=8, device="cpu", seeds=(0,), settings={}, model_settings={}, text_settings={},
+                           run_id="t", fractions=fractions)
+
+    assert request(()).training_subsets() == {1.0: ["a"], 10.0: ["a", "b"], 100.0: ["c", "c", "c"]}
+    assert request((10.0,)).training_subsets() == {10.0: ["a", "b"]}
+    with pytest.raises(ValueError, match=r"subsets\.parquet: no training subset for fraction\(s\) \[50\.0\]"):
+        request((10.0, 50.0)).training_subsets()
