@@ -50,8 +50,6 @@ EMBEDDING_COLUMNS = ("study_id", "findings_emb", "impression_emb", "has_findings
 REPORT_COLUMN = "report_emb"
 
 
-
-
 class _Item(NamedTuple):
     view1: torch.Tensor
     view2: torch.Tensor
@@ -251,18 +249,20 @@ def _shuffled(items: Iterator[Any], size: int, rng: np.random.Generator) -> Iter
     yield from buffer
 
 
+def _stacked(vectors: Sequence[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(vectors).astype(np.float32))
+
+
 def _embedding_batch(texts: Sequence[StudyText]) -> dict[str, torch.Tensor]:
     zeros = np.zeros(texts[0].impression.shape[0], dtype=np.float32)
     return {
-        "findings_emb": torch.from_numpy(
-            np.stack([text.findings if text.has_findings else zeros for text in texts]).astype(np.float32)
-        ),
-        "impression_emb": torch.from_numpy(np.stack([text.impression for text in texts]).astype(np.float32)),
+        "findings_emb": _stacked([text.findings if text.has_findings else zeros for text in texts]),
+        "impression_emb": _stacked([text.impression for text in texts]),
     }
 
 
 def _batches(items: Iterator[_Item], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-    """Batches of views and texts: embeddings (``*_emb``), or token ids and masks for token ids."""
+    """Batches of views and texts: embeddings (``*_emb``), or token ids and their masks."""
     while len(chunk := list(itertools.islice(items, batch_size))) == batch_size:
         texts = [item.text for item in chunk]
         tokens = texts[0].is_tokens
@@ -273,8 +273,7 @@ def _batches(items: Iterator[_Item], batch_size: int) -> Iterator[dict[str, torc
             "has_findings": torch.tensor([text.has_findings for text in texts], dtype=torch.bool),
             "study_id": torch.tensor([item.study_id for item in chunk], dtype=torch.int64),
         }
-        if texts[0].report is not None and tokens:
-            batch.update(token_batch(texts, [REPORT]))
-        elif texts[0].report is not None:
-            batch["report_emb"] = torch.from_numpy(np.stack([text.report for text in texts]).astype(np.float32))
+        if texts[0].report is not None:
+            report = [text.report for text in texts]
+            batch.update(token_batch(texts, [REPORT]) if tokens else {"report_emb": _stacked(report)})
         yield batch

@@ -6,8 +6,8 @@ VARIANTS = [name for name in EXPERIMENTS if name != BASE]
 # embeddings other than the base's, by the short hash of their settings: one file per distinct setting
 EMBED_VARIANTS = {}
 for _experiment in EXPERIMENTS.values():
-    if embed_key(_experiment, EXPERIMENTS[BASE]) != BASE:
-        EMBED_VARIANTS.setdefault(embed_key(_experiment, EXPERIMENTS[BASE]), _experiment)
+    if (_key := embed_key(_experiment, EXPERIMENTS[BASE])) != BASE:
+        EMBED_VARIANTS.setdefault(_key, _experiment)
 
 
 def experiment_of(wildcards):
