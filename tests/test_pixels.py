@@ -14,7 +14,7 @@ from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
 from imitate.images.crop import crop_nonzero, nonzero_box
 from imitate.images.pixels import ImageError, read_image
-from imitate.images.resize import resize_shorter
+from imitate.images.resize import resize_image
 from tests.helpers.dicom_files import dicom_dataset, jpeg_baseline_dicom, save
 
 MPEG2_MAIN_PROFILE = "1.2.840.10008.1.2.4.100"
@@ -189,20 +189,20 @@ def test_image_error_survives_pickling() -> None:
 
 @pytest.mark.parametrize(("shape", "expected"), [((64, 96), (32, 48)), ((96, 64), (48, 32)), ((50, 50), (32, 32))])
 def test_resize_shorter_keeps_aspect(shape: tuple[int, int], expected: tuple[int, int]) -> None:
-    assert resize_shorter(np.zeros(shape, np.uint8), 32).shape == expected
+    assert resize_image(np.zeros(shape, np.uint8), 32, "shorter_side").shape == expected
 
 
 def test_resize_shorter_is_anti_aliased() -> None:
     # A one-pixel checkerboard shrunk 4x must average to mid-grey, not alias to black or white.
     checker = (np.indices((64, 96)).sum(axis=0) % 2 * 255).astype(np.uint8)
-    small = resize_shorter(checker, 16)
+    small = resize_image(checker, 16, "shorter_side")
     assert small.shape == (16, 24)
     assert np.abs(small[2:-2, 2:-2].astype(int) - 128).max() <= 3
 
 
 def test_resize_shorter_rejects_non_uint8() -> None:
     with pytest.raises(ValueError, match="uint8"):
-        resize_shorter(np.zeros((8, 8), np.float32), 4)
+        resize_image(np.zeros((8, 8), np.float32), 4, "shorter_side")
 
 
 def _reference(ds: Dataset, ends: tuple[float, float] | None = None) -> np.ndarray:
@@ -299,7 +299,9 @@ def test_large_jpeg_is_decoded_at_reduced_scale_only_down_to_the_size_asked(tmp_
     assert full.array.shape == (1200, 1000)
     assert reduced.array.shape == (300, 250)  # 1/4 scale: 1/8 would make the shorter side 125 < 240
     assert (reduced.orig_height, reduced.orig_width) == (1200, 1000)  # the file's size, for mapping back
-    difference = np.abs(resize_shorter(reduced.array, 80).astype(int) - resize_shorter(full.array, 80))
+    difference = np.abs(
+        resize_image(reduced.array, 80, "shorter_side").astype(int) - resize_image(full.array, 80, "shorter_side")
+    )
     assert difference.mean() < 0.5 and difference.max() <= 4
     Image.fromarray(smooth).save(tmp_path / "big.png")
     assert read_image(tmp_path / "big.png", min_shorter_side=240).array.shape == (1200, 1000)  # PNG: whole

@@ -22,7 +22,6 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian
 
 from imitate.commands import shards as shards_command
-from imitate.images.resize import resize_shorter
 from imitate.shards import writer
 from imitate.shards.reader import count_samples, iter_samples, shard_paths
 from imitate.shards.writer import write_shards
@@ -196,7 +195,7 @@ def test_no_patient_data_reaches_any_output(images, tmp_path: Path) -> None:
     samples = {s["key"]: s for s in iter_samples(shard_paths(tmp_path / "out" / "manifest.parquet", "train"))}
     assert all(set(s["meta"]) == SAMPLE_FIELDS for s in samples.values())
     dicom = samples["dcm0"]["meta"]
-    assert (dicom["orig_width"], dicom["orig_height"], dicom["width"], dicom["height"]) == (64, 80, 48, 60)
+    assert (dicom["orig_width"], dicom["orig_height"], dicom["width"], dicom["height"]) == (64, 80, 48, 48)
     assert dicom["pixel_spacing"] == [0.139, 0.139] and dicom["crop_box"] == [0, 0, 64, 80]
     manifest = {r["key"]: r for r in pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()}
     assert (manifest["dcm0"]["pixel_spacing_row"], manifest["dcm0"]["pixel_spacing_col"]) == (0.139, 0.139)
@@ -249,7 +248,8 @@ def test_iter_samples_returns_the_resized_pixels_in_file_order(images, tmp_path:
     samples = list(iter_samples(paths))
     assert [s["key"] for s in samples] == ["k00", "k01", "k02"]
     source = np.array(Image.open(root / "img9.png"))  # key k00
-    np.testing.assert_array_equal(samples[0]["image"], resize_shorter(source, 48))
+    square = np.array(Image.fromarray(source).resize((48, 48), Image.Resampling.LANCZOS))  # the default
+    np.testing.assert_array_equal(samples[0]["image"], square)
     with pytest.raises(ValueError, match="no shards for split 'validate'"):
         shard_paths(tmp_path / "out" / "manifest.parquet", "validate")
 
@@ -287,13 +287,14 @@ def test_crop_nonzero_keeps_the_box_to_map_back(tmp_path: Path) -> None:
     image[30:90, 10:90] = np.tile(np.linspace(40, 200, 80).astype(np.uint8), (60, 1))
     Image.fromarray(image).save(root / "bordered.png")
     table = pa.Table.from_pylist([row("b0", "bordered.png")])
-    write_shards(table, root, tmp_path / "out", image_size=30, crop=True)
+    write_shards(table, root, tmp_path / "out", image_size=30, crop=True, resize="shorter_side")
     (sample,) = iter_samples(shard_paths(tmp_path / "out" / "manifest.parquet", "train"))
     assert sample["meta"]["crop_box"] == [10, 30, 90, 90]
     (record,) = pq.read_table(tmp_path / "out" / "manifest.parquet").to_pylist()
     assert (record["crop_x0"], record["crop_y0"], record["crop_x1"], record["crop_y1"]) == (10, 30, 90, 90)
     assert (record["orig_width"], record["orig_height"], record["width"], record["height"]) == (100, 120, 40, 30)
-    write_shards(table, root, tmp_path / "same", image_size=60, crop=True)  # the crop's own size: no resize
+    # the crop's own size: no resize
+    write_shards(table, root, tmp_path / "same", image_size=60, crop=True, resize="shorter_side")
     (sample,) = iter_samples(shard_paths(tmp_path / "same" / "manifest.parquet", "train"))
     assert sample["image"].shape == (60, 80) and sample["image"].min() == 0 and sample["image"].max() == 255
 

@@ -6,6 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from imitate.images.resize import RESIZE_MODES
 from imitate.provenance import stage_run
 from imitate.shards.writer import IMAGE_FORMATS, write_shards
 
@@ -17,7 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="Parquet or CSV with at least key, path (relative to --root)")
     parser.add_argument("--root", required=True, help="directory the manifest's paths are relative to")
     parser.add_argument("--out", required=True, help="output directory for shards and manifests")
-    parser.add_argument("--image-size", type=int, default=256, help="shorter side after resizing")
+    parser.add_argument("--image-size", type=int, default=256, help="output size (see --resize)")
+    parser.add_argument(
+        "--resize", choices=RESIZE_MODES, default="square",
+        help="square: stretch to size x size (the paper, the official code); shorter_side: keep the aspect, "
+             "shorter side = size; pad: keep the aspect, longer side = size, zero-padded to a centred square (MGCA)",
+    )
     parser.add_argument("--samples-per-shard", type=int, default=1000)
     parser.add_argument("--format", choices=sorted(IMAGE_FORMATS), default="png", help="png is lossless")
     parser.add_argument("--jpeg-quality", type=int, default=95, help="with --format jpg")
@@ -39,6 +45,7 @@ def main(args: argparse.Namespace) -> int:
         "format": args.format,
         "jpeg_quality": args.jpeg_quality,
         "crop_nonzero": args.crop_nonzero,
+        "resize": args.resize,
     }
     with stage_run(
         "shards",
@@ -56,6 +63,7 @@ def main(args: argparse.Namespace) -> int:
             image_format=args.format,
             jpeg_quality=args.jpeg_quality,
             crop=args.crop_nonzero,
+            resize=args.resize,
             workers=args.workers,
             provenance=run.parquet_metadata(),
         )

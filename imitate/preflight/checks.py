@@ -31,7 +31,9 @@ CHECKS: tuple[str, ...] = ("raw_files", "headers", "encoder", "imagenet", "devic
 # Shard bytes per pixel of an 8-bit grayscale film. Conservative: a radiograph's noise leaves lossless
 # PNG little to squeeze (0.75 assumes a 25 % saving), and JPEG at quality 95 rarely goes above 0.35.
 BYTES_PER_PIXEL: Mapping[str, float] = {"png": 0.75, "jpg": 0.35}
-ASPECT = 1.2  # image_size is the shorter side; a portrait film's longer side is about 1.2 times it
+# shards.resize shorter_side makes image_size the shorter side, a portrait film's longer side about 1.2 times
+# it; square and pad make both sides image_size, so this bounds every mode
+ASPECT = 1.2
 TAR_BYTES = 1024  # tar headers and padding of one sample
 MARGIN = 1.2  # 20 % on top of the estimate
 GIB = 1 << 30

@@ -5,10 +5,12 @@ to decode leaves a gap in its own shard instead of shifting samples into other s
 
 Each sample is ``{key}.json`` (whitelisted identifiers and geometry only: no other DICOM header field
 can reach a shard) and ``{key}.png`` (or ``.jpg``). Geometry: ``crop_box`` ``[x0, y0, x1, y1]`` is the
-part of the original image kept (the whole image unless ``crop_nonzero``), resized to ``width`` x
-``height``, so a point ``(x, y)`` of the shard image is ``(x0 + x * (x1 - x0) / width, y0 + y * (y1 - y0)
-/ height)`` in the original, whose size is ``orig_width`` x ``orig_height`` and whose pixel spacing
-(mm, row then column) is ``pixel_spacing`` when the DICOM states one.
+part of the original image the shard image shows (the whole image unless ``crop_nonzero``), resized to
+``width`` x ``height`` (:mod:`imitate.images.resize`), so a point ``(x, y)`` of the shard image is ``(x0 +
+x * (x1 - x0) / width, y0 + y * (y1 - y0) / height)`` in the original, whose size is ``orig_width`` x
+``orig_height`` and whose pixel spacing (mm, row then column) is ``pixel_spacing`` when the DICOM states
+one. Under ``pad`` the box reaches past the original's borders by the zero padding, so its corners are
+fractional; the other modes keep integer boxes.
 
 Tars are written with the ``tarfile`` module rather than ``webdataset.TarWriter`` so that every header
 field (mtime, uid, gid, uname, gname, mode, format) is pinned here, the bytes can be hashed before they
@@ -41,7 +43,7 @@ from PIL import Image
 
 from imitate.images.crop import Box, crop_nonzero
 from imitate.images.pixels import ImageError, read_image
-from imitate.images.resize import REDUCING_GAP, resize_shorter
+from imitate.images.resize import REDUCING_GAP, RESIZE_MODES, placement, resize_image
 from imitate.io.parquet import write_table
 from imitate.shards.plan import OPTIONAL_COLUMNS, ShardPlan, load_rows, plan_shards
 
@@ -59,10 +61,10 @@ GEOMETRY_COLUMNS: dict[str, pa.DataType] = {
     "height": pa.int64(),
     "orig_width": pa.int64(),
     "orig_height": pa.int64(),
-    "crop_x0": pa.int64(),
-    "crop_y0": pa.int64(),
-    "crop_x1": pa.int64(),
-    "crop_y1": pa.int64(),
+    "crop_x0": pa.float64(),
+    "crop_y0": pa.float64(),
+    "crop_x1": pa.float64(),
+    "crop_y1": pa.float64(),
     "pixel_spacing_row": pa.float64(),
     "pixel_spacing_col": pa.float64(),
 }
@@ -98,7 +100,7 @@ class _Encoded:
     height: int
     orig_width: int
     orig_height: int
-    crop_box: Box
+    crop_box: tuple[float, float, float, float]
     pixel_spacing: tuple[float, float] | None
 
 
@@ -112,6 +114,7 @@ def write_shards(
     image_format: str = "png",
     jpeg_quality: int = 95,
     crop: bool = False,
+    resize: str = "square",
     workers: int = 1,
     provenance: Mapping[str, str] | None = None,
 ) -> ShardCounts:
@@ -119,12 +122,13 @@ def write_shards(
 
     ``manifest`` (a table, or a Parquet / CSV file) needs ``key`` and ``path`` (relative to ``root``) and
     may have ``split, dicom_id, study_id, subject_id, view``. Images are decoded, cropped to their
-    non-zero box when ``crop`` (:func:`imitate.images.crop.crop_nonzero`) and resized to shorter side
-    ``image_size`` by ``workers`` processes; the output does not depend on ``workers``. Shards of a
-    previous run that are not part of this layout are removed. Both Parquet files carry ``provenance``
-    (the stage's record) and the shard settings as metadata.
+    non-zero box when ``crop`` (:func:`imitate.images.crop.crop_nonzero`) and resized to ``image_size``
+    in geometry ``resize`` (:func:`imitate.images.resize.resize_image`) by ``workers`` processes; the
+    output does not depend on ``workers``. Shards of a previous run that are not part of this layout are
+    removed. Both Parquet files carry ``provenance`` (the stage's record) and the shard settings as
+    metadata.
     """
-    _check_arguments(image_size, samples_per_shard, image_format, jpeg_quality, workers)
+    _check_arguments(image_size, samples_per_shard, image_format, jpeg_quality, workers, resize)
     root, out_dir = Path(root), Path(out_dir)
     # Spawned workers take a few tenths of a second to import; they do it while the layout is planned.
     # Spawned rather than forked, they inherit no locks or threads from the caller; as usual with
@@ -136,7 +140,8 @@ def write_shards(
         out_dir.mkdir(parents=True, exist_ok=True)
         _remove_outputs_of_previous_run(out_dir)
         encode = functools.partial(
-            _encode, image_size=image_size, image_format=image_format, jpeg_quality=jpeg_quality, crop=crop
+            _encode, image_size=image_size, image_format=image_format, jpeg_quality=jpeg_quality, crop=crop,
+            resize=resize,
         )
         samples, decode_rejects = _write_all(plans, root, out_dir, encode, image_format, pool)
     finally:
@@ -151,6 +156,7 @@ def write_shards(
         "image_format": image_format,
         "jpeg_quality": jpeg_quality,
         "crop_nonzero": crop,
+        "resize": resize,
     }
     metadata = {**(provenance or {}), METADATA_KEY: json.dumps(settings, sort_keys=True)}
     write_table(pa.Table.from_pylist(rejects, schema=REJECTS_SCHEMA), out_dir / "rejects.parquet", metadata)
@@ -159,7 +165,7 @@ def write_shards(
 
 
 def _check_arguments(
-    image_size: int, samples_per_shard: int, image_format: str, jpeg_quality: int, workers: int
+    image_size: int, samples_per_shard: int, image_format: str, jpeg_quality: int, workers: int, resize: str
 ) -> None:
     """Raise ``ValueError`` for settings :func:`write_shards` cannot honour, before any work starts."""
     if image_format not in IMAGE_FORMATS:
@@ -168,6 +174,8 @@ def _check_arguments(
         raise ValueError("samples_per_shard, image_size and workers must be >= 1")
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in 1..100, got {jpeg_quality}")
+    if resize not in RESIZE_MODES:
+        raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
 
 
 def _tally(
@@ -216,11 +224,16 @@ def _write_all(
     return samples, rejects
 
 
-def _encode(path: str, *, image_size: int, image_format: str, jpeg_quality: int, crop: bool) -> _Encoded | ImageError:
+def _encode(
+    path: str, *, image_size: int, image_format: str, jpeg_quality: int, crop: bool, resize: str
+) -> _Encoded | ImageError:
     """Decode, crop, resize and compress one image (runs in the worker processes).
 
-    A JPEG may be decoded at reduced scale, down to ``REDUCING_GAP`` times the final size (the margin
-    Pillow's own resize keeps); not when cropping, whose box is kept in exact original pixels.
+    A JPEG may be decoded at reduced scale, its shorter side down to ``REDUCING_GAP`` times
+    ``image_size`` (the margin Pillow's own resize keeps). Every mode scales each axis by at most
+    ``image_size / shorter side`` (``square`` shrinks the longer axis more, ``pad`` both), so each axis
+    keeps that margin over its output length. Not when cropping, whose box is kept in exact original
+    pixels.
     """
     try:
         pixels = read_image(path, None if crop else math.ceil(image_size * REDUCING_GAP))
@@ -230,7 +243,8 @@ def _encode(path: str, *, image_size: int, image_format: str, jpeg_quality: int,
         array, box = crop_nonzero(pixels.array)
     else:
         array, box = pixels.array, (0, 0, pixels.orig_width, pixels.orig_height)
-    array = resize_shorter(array, image_size)
+    box = _shown_box(box, placement(*array.shape, image_size, resize))
+    array = resize_image(array, image_size, resize)
     buffer = io.BytesIO()
     if image_format == "png":
         Image.fromarray(array).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
@@ -238,6 +252,16 @@ def _encode(path: str, *, image_size: int, image_format: str, jpeg_quality: int,
         Image.fromarray(array).save(buffer, format="JPEG", quality=jpeg_quality)
     height, width = array.shape
     return _Encoded(buffer.getvalue(), width, height, pixels.orig_width, pixels.orig_height, box, pixels.pixel_spacing)
+
+
+def _shown_box(crop_box: Box, placed: tuple[tuple[int, int], Box]) -> tuple[float, float, float, float]:
+    """The original-pixel box the whole shard image shows: ``crop_box`` widened by any padding."""
+    (out_height, out_width), (cx0, cy0, cx1, cy1) = placed
+    if (cx0, cy0, cx1, cy1) == (0, 0, out_width, out_height):
+        return crop_box
+    x0, y0, x1, y1 = crop_box
+    sx, sy = (x1 - x0) / (cx1 - cx0), (y1 - y0) / (cy1 - cy0)
+    return x0 - cx0 * sx, y0 - cy0 * sy, x0 + (out_width - cx0) * sx, y0 + (out_height - cy0) * sy
 
 
 def _write_shard(

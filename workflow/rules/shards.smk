@@ -23,6 +23,7 @@ rule shards:
         "../../envs/imitate.yaml"
     shell:
         "IMITATE_RULE=shards IMITATE_WILDCARDS={wildcards:q} python -m imitate shards {input.images} --root {params.root} --out results/shards"
-        " --image-size {params.cfg[image_size]} --samples-per-shard {params.cfg[samples_per_shard]}"
+        " --image-size {params.cfg[image_size]} --resize {params.cfg[resize]}"
+        " --samples-per-shard {params.cfg[samples_per_shard]}"
         " --format {params.cfg[format]} --jpeg-quality {params.cfg[jpeg_quality]} {params.crop}"
         " --workers {threads} --run-id {params.run_id} > {log} 2>&1"

@@ -1,13 +1,14 @@
 """Images, masks and boxes of a prepared dataset at a dense task's square input size.
 
 Geometry: a shard image shows the part ``crop`` = ``[x0, y0, x1, y1]`` of the original image (the
-whole image unless the shards were cropped to the non-zero box), resized to the shard size with its
-aspect kept (:mod:`imitate.shards.writer`). Dense tasks squash it to ``size`` x ``size`` (the paper
-resizes images and masks to 512 x 512; MGCA squashes to 224), so an original point ``(x, y)`` is at
-``((x - x0) * size / (x1 - x0), (y - y0) * size / (y1 - y0))`` in the input. Boxes are mapped with that
-affine map and back (:meth:`Geometry.to_input`, :meth:`Geometry.to_original`); a run-length mask is
-decoded at the original size recorded in the shard manifest and sampled at the input pixels' centres
-(nearest neighbour); a dataset without masks gets its boxes filled (RSNA's segmentation targets).
+whole image unless the shards were cropped to the non-zero box; past its borders by the zero padding
+of ``pad`` shards), resized to the shard size (:mod:`imitate.shards.writer`). Dense tasks squash it to
+``size`` x ``size`` (the paper resizes images and masks to 512 x 512; MGCA squashes to 224), so an
+original point ``(x, y)`` is at ``((x - x0) * size / (x1 - x0), (y - y0) * size / (y1 - y0))`` in the
+input. Boxes are mapped with that affine map and back (:meth:`Geometry.to_input`,
+:meth:`Geometry.to_original`); a run-length mask is decoded at the original size recorded in the shard
+manifest and sampled at the input pixels' centres (nearest neighbour, background in the padding); a
+dataset without masks gets its boxes filled (RSNA's segmentation targets).
 """
 
 from __future__ import annotations
@@ -25,7 +26,11 @@ from torch.utils.data import Dataset
 
 from imitate.datasets.masks import NO_MASK, box_mask, decode_rle
 from imitate.evaluate.data.shard_images import ImageMember, read_image
+from imitate.images.resize import resize_image
 
+# Bilinear (anti-aliased when shrinking), as dense inputs have always been made from the shard images:
+# the shards' Lanczos would move every dense result for no gain at these small scale factors.
+DENSE_RESAMPLE = Image.Resampling.BILINEAR
 _GEOMETRY = ("key", "orig_width", "orig_height", "crop_x0", "crop_y0", "crop_x1", "crop_y1")
 
 
@@ -59,9 +64,12 @@ class Geometry:
             raise ValueError(f"mask of shape {mask.shape} for an image of {self.orig_height}x{self.orig_width}")
         x0, y0, x1, y1 = self.crop
         centres = (np.arange(size) + 0.5) / size
-        cols = np.clip(np.floor(x0 + centres * (x1 - x0)).astype(np.int64), 0, self.orig_width - 1)
-        rows = np.clip(np.floor(y0 + centres * (y1 - y0)).astype(np.int64), 0, self.orig_height - 1)
-        return mask[np.ix_(rows, cols)]
+        cols = np.floor(x0 + centres * (x1 - x0)).astype(np.int64)
+        rows = np.floor(y0 + centres * (y1 - y0)).astype(np.int64)
+        inside_cols = (cols >= 0) & (cols < self.orig_width)
+        inside_rows = (rows >= 0) & (rows < self.orig_height)
+        sampled = mask[np.ix_(np.clip(rows, 0, self.orig_height - 1), np.clip(cols, 0, self.orig_width - 1))]
+        return sampled & inside_rows[:, None] & inside_cols[None, :]
 
 
 def read_geometry(shard_manifest: str | Path) -> dict[str, Geometry]:
@@ -109,13 +117,6 @@ def input_mask(target: DenseTarget, geometry: Geometry, size: int) -> np.ndarray
     return box_mask(geometry.to_input(target.boxes, size), size, size)
 
 
-def resize_square(image: np.ndarray, size: int) -> np.ndarray:
-    """A uint8 H x W image squashed to ``size`` x ``size`` (bilinear, antialiased when shrinking)."""
-    if image.shape == (size, size):
-        return image
-    return np.array(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
-
-
 class DenseImages(Dataset):
     """Shard images at ``size`` x ``size`` with their targets: item ``(epoch, i)`` is ``keys[i]``'s
     ``(image uint8 1 x S x S, mask uint8 S x S, boxes float32 N x 4 in input pixels)``.
@@ -156,7 +157,7 @@ class DenseImages(Dataset):
 
     def __getitem__(self, item: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
         _, i = item
-        image = resize_square(read_image(self.members[i], self.keys[i]), self.size)
+        image = resize_image(read_image(self.members[i], self.keys[i]), self.size, "square", DENSE_RESAMPLE)
         mask = input_mask(self.targets[i], self.geometry[i], self.size) if self.masks else np.zeros((0, 0), bool)
         return (torch.from_numpy(image)[None], torch.from_numpy(mask.astype(np.uint8)),
                 torch.from_numpy(self.boxes(i)))
