@@ -245,7 +245,7 @@ def test_gathering_across_ranks_matches_one_big_batch(monkeypatch: pytest.Monkey
     x = loss_inputs()
     local = {k: v.clone().requires_grad_(k in FEATURES) for k, v in x.items()}
     ref_local = {k: v.clone().requires_grad_(k in FEATURES) for k, v in x.items()}
-    gathered = ImitateLoss(LossConfig(), rank=1, world_size=2)(**local)
+    gathered = ImitateLoss(LossConfig(gather="global"), rank=1, world_size=2)(**local)
     ref = ImitateLoss(LossConfig())(
         **{
             k: torch.cat([_other_rank_mask(v) if v.dtype == torch.bool else _other_rank(v), v])

@@ -176,7 +176,7 @@ def test_pretrain_writes_all_five_outputs(tmp_path: Path):
     assert ckpt["scheduler"]["last_epoch"] == 4
     model = ImitateModel(ModelConfig(**{**TINY.__dict__, "text_dim": DIM}))
     model.load_state_dict(ckpt["model"])
-    torch.optim.AdamW(param_groups(model, 0.05)).load_state_dict(ckpt["optimizer"])
+    torch.optim.AdamW(param_groups(model, 0.05, decay_1d=True)).load_state_dict(ckpt["optimizer"])
 
     net = torchvision.models.resnet18(weights=None)
     missing = net.load_state_dict(load_file(tmp_path / "encoder.safetensors"), strict=False)

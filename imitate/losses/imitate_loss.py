@@ -7,9 +7,17 @@ Terms (Table VIII groups in brackets), with the default ``hierarchical`` alignme
 * ``vvh`` [VVH]: high-level view 1 vs view 2, τ_vv, with the prior of the text the high level aligns to;
 * ``vvm`` [VVM]: multi-level view 1 vs view 2 (independent channel draws), τ_vv, no prior.
 
-The V-V priors follow the official code (Impression prior on the high level, none on the multi level).
+``vv_prior`` picks the V-V priors: ``official`` (above: the official code's, the prior of the high
+level's text on ``vvh``, none on ``vvm``), ``all`` (the paper's §III-E, CICL on every term: ``vvm`` also
+takes the prior of the multi level's text, dropping the studies without Findings like the other
+Findings terms) or ``none`` (plain InfoNCE on both V-V terms, over the whole batch).
 Each term sums its two directions as the official does; the terms have equal weight as in the paper's
 sum (the official calls each V-V term twice, with the views swapped, which doubles its weight).
+
+``gather`` is where the batch of a term ends under several processes: ``local`` (the official code:
+each rank's loss, negatives and prior span its own batch; DDP averages the gradients) or ``global``
+(every rank's features gathered, so the negatives and the prior span the global batch, whose
+official-target diagonal weight shrinks as it grows). In one process without a group both are the same.
 
 Table IX alignments: ``impression_only`` aligns both levels with Impression; ``reversed`` swaps the two
 sections; ``concat`` ("Find&Imp") aligns both levels with the embedding of the whole report (MGCA's
@@ -31,6 +39,10 @@ from torch import Tensor, nn
 from imitate.losses.cicl import KERNELS, TARGET_MODES, CICLoss, Kernel, TargetMode
 
 Alignment = Literal["hierarchical", "impression_only", "concat", "reversed"]
+Gather = Literal["local", "global"]
+VVPrior = Literal["official", "all", "none"]
+GATHERS: tuple[str, ...] = ("local", "global")
+VV_PRIORS: tuple[str, ...] = ("official", "all", "none")
 TERMS: tuple[str, ...] = ("vlh1", "vlm1", "vlh2", "vlm2", "vvh", "vvm")
 TERM_GROUPS: dict[str, tuple[str, ...]] = {
     "vvh": ("vvh",),
@@ -68,6 +80,8 @@ class LossConfig:
     cicl: bool = True
     alignment: Alignment = "hierarchical"
     terms: tuple[str, ...] = TERMS
+    vv_prior: VVPrior = "official"
+    gather: Gather = "local"
 
     def __post_init__(self) -> None:
         if self.kernel not in KERNELS:
@@ -78,6 +92,10 @@ class LossConfig:
             raise ValueError(f"unknown alignment {self.alignment!r}; expected one of {sorted(ALIGNMENTS)}")
         if not self.terms or set(self.terms) - set(TERMS):
             raise ValueError(f"terms must be a non-empty subset of {TERMS}, got {self.terms}")
+        if self.vv_prior not in VV_PRIORS:
+            raise ValueError(f"unknown vv_prior {self.vv_prior!r}; expected one of {VV_PRIORS}")
+        if self.gather not in GATHERS:
+            raise ValueError(f"unknown gather {self.gather!r}; expected one of {GATHERS}")
 
 
 class Text(NamedTuple):
@@ -99,11 +117,13 @@ def gather_features(x: Tensor, rank: int, world_size: int) -> Tensor:
 class ImitateLoss(nn.Module):
     """The six terms of §III-E; ``forward`` takes exactly the keys of :class:`ImitateModel`'s output."""
 
-    def __init__(self, cfg: LossConfig, *, rank: int = 0, world_size: int = 1, gather: bool | None = None) -> None:
+    def __init__(
+        self, cfg: LossConfig, *, rank: int = 0, world_size: int = 1, distributed: bool | None = None
+    ) -> None:
+        """``distributed``: a process group exists (default: ``world_size > 1``); ``global`` gathers over it."""
         super().__init__()
         self.cfg, self.rank, self.world_size = cfg, rank, world_size
-        # features are gathered over the process group when there is one, also at world size 1
-        self.gather = world_size > 1 if gather is None else gather
+        self.gather = cfg.gather == "global" and (world_size > 1 if distributed is None else distributed)
         shared = {"lam": cfg.lam, "kernel": cfg.kernel, "target": cfg.target, "use_prior": cfg.cicl}
         self.vl = CICLoss(cfg.tau_vl, **shared)
         self.vv = CICLoss(cfg.tau_vv, **shared)
@@ -115,6 +135,13 @@ class ImitateLoss(nn.Module):
             return gather_features(x.to(torch.uint8), self.rank, self.world_size).bool()
         return gather_features(x, self.rank, self.world_size)
 
+    def _vv_priors(self, th: Text, tm: Text) -> tuple[tuple[Tensor | None, Tensor | None], ...]:
+        """(prior, mask) of ``vvh`` and of ``vvm`` under ``cfg.vv_prior``."""
+        if self.cfg.vv_prior == "all":
+            return (th.raw, th.mask), (tm.raw, tm.mask)
+        if self.cfg.vv_prior == "none":
+            return (None, None), (None, None)
+        return (th.raw, th.mask), (None, None)
 
     @staticmethod
     def _term(loss: CICLoss, a: Tensor, b: Tensor, prior: Tensor | None, mask: Tensor | None) -> Tensor:
@@ -157,13 +184,14 @@ class ImitateLoss(nn.Module):
                 )
             texts["report"] = Text(g(report), g(report_raw), None)
         th, tm = texts[high_source], texts[mid_source]
+        vvh, vvm = self._vv_priors(th, tm)
         pairs = {
             "vlh1": (self.vl, high1, th.proj, th.raw, th.mask),
             "vlm1": (self.vl, mid1, tm.proj, tm.raw, tm.mask),
             "vlh2": (self.vl, high2, th.proj, th.raw, th.mask),
             "vlm2": (self.vl, mid2, tm.proj, tm.raw, tm.mask),
-            "vvh": (self.vv, high1, high2, th.raw, th.mask),
-            "vvm": (self.vv, mid1_vv, mid2_vv, None, None),
+            "vvh": (self.vv, high1, high2, *vvh),
+            "vvm": (self.vv, mid1_vv, mid2_vv, *vvm),
         }
         out = {f"{name}_loss": self._term(*pairs[name]) for name in self.cfg.terms}
         out["total_loss"] = torch.stack(list(out.values())).sum()

@@ -6,7 +6,9 @@ step whose loss is NaN or infinite is skipped (no update) and counted, and after
 ``max_skipped_steps`` in a row the run stops. After every epoch the validation loss is computed on the
 validate split with the same batches and channel draws each time (fixed loader epoch, forked RNG), the
 model of the best epoch so far is kept, and the resumable state is written (``resume.pt``, see
-:mod:`imitate.train.progress`); SIGTERM/SIGINT write it too, mid-epoch.
+:mod:`imitate.train.progress`); SIGTERM/SIGINT write it too, mid-epoch. After ``patience`` epochs in a
+row without a better validation loss (rank 0's, so every rank stops after the same epoch) the run stops
+early (the paper's early stopping); the learning-rate schedule still spans the configured ``epochs``.
 
 Outputs in ``out_dir`` at the end: ``checkpoint.pt`` (the full final state; ``torch.load(weights_only=
 True)``), ``encoder.safetensors`` (the best epoch's ResNet, torchvision keys, no ``fc``),
@@ -24,7 +26,6 @@ import contextlib
 import itertools
 import json
 import logging
-import math
 import os
 import signal
 import time
@@ -83,7 +84,7 @@ class PretrainResult:
     """What a run did; the artifacts are in ``out_dir``."""
 
     out_dir: Path
-    epochs: int
+    epochs: int  # epochs run: fewer than configured after an early stop
     steps: int
     skipped_steps: int
     best_epoch: int
@@ -206,7 +207,7 @@ def pretrain(
         val_batches = loader(val_shards, 0, min(cfg.batch_size, val_shards.num_samples // ranks.world_size))
         metrics_path = out_dir / "metrics.jsonl" if ranks.is_main else Path(os.devnull)
         with open_metrics(metrics_path, run.trainer.step if run.resumed and ranks.is_main else None) as metrics:
-            while run.progress.epoch < cfg.epochs:
+            while run.progress.epoch < cfg.epochs and not run.progress.stopped_early:
                 _run_epoch(run, loader, shards, val_batches, steps, metrics, stop)
     return _finish(run, out_dir, shards, val_shards, data)
 
@@ -299,21 +300,23 @@ def _run_epoch(
             f"the run stopped. State saved to {run.resume_path}; lower the learning rate or check the data"
         )
     train_loss, val = progress.train_loss(), trainer.validate(val_batches)
-    best = progress.best_val_loss
-    improved = math.isfinite(val["total_loss"]) and (best is None or val["total_loss"] < best)
+    improved = progress.note_validation(epoch, val["total_loss"])
     if improved:
-        progress.best_epoch, progress.best_val_loss = epoch, val["total_loss"]
         progress.best_model = _cpu_copy(trainer.model.state_dict())
         progress.best_text = None if trainer.text is None else _cpu_copy(trainer.text.trainable_state())
     seconds = time.perf_counter() - start
     # the record first: a kill between the two leaves it beyond the last checkpoint, so cut
     _write_record(metrics, _epoch_record(trainer, epoch, train_loss, val, improved, seconds))
     progress.epoch, progress.batch, progress.epoch_losses = epoch + 1, 0, []
+    out_of_patience = run.ranks.is_main and progress.out_of_patience(cfg.patience)
+    progress.stopped_early = any_rank(out_of_patience, trainer.device) and progress.epoch < cfg.epochs
     run.save_resume()
     log.info(
         "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
         epoch, train_loss, val["total_loss"], " (best)" if improved else "", seconds,
     )
+    if progress.stopped_early:
+        log.info("early stop after epoch %d: no better validation loss for %d epochs", epoch, cfg.patience)
 
 
 def _finish(
@@ -333,10 +336,10 @@ def _finish(
         save_checkpoint(out_dir / "checkpoint.pt", trainer.state(progress, run.text))
         export_encoder(out_dir / ENCODER_FILE, encoder_state(progress.best_model), cfg.model.backbone, best[0])
         export_model(out_dir / MODEL_FILE, progress.best_model, cfg.model, best[0], run.text)
-        card = _model_card(cfg, trainer, best, shards, val_shards, run.text)
+        card = _model_card(cfg, trainer, progress, shards, val_shards, run.text)
         write_json(out_dir / "model_card.json", {**card, "data_sha256": dict(data or {})})
         run.resume_path.unlink()
-    return PretrainResult(out_dir, cfg.epochs, trainer.step, trainer.skipped, *best)
+    return PretrainResult(out_dir, progress.epoch, trainer.step, trainer.skipped, *best)
 
 
 def _cpu_copy(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
@@ -361,7 +364,7 @@ def _epoch_record(
 def _model_card(
     cfg: PretrainConfig,
     trainer: Trainer,
-    best: tuple[int, float],
+    progress: Progress,
     shards: ShardSplit,
     val_shards: ShardSplit,
     text: Mapping[str, Any],
@@ -373,22 +376,23 @@ def _model_card(
         "text_lr": cfg.text_layers_lr,
         "trainable_parameters": trainer.trainable_parameters(),
         **({} if trainer.text is None else {"text_encoder": text_card(trainer.text, cfg)}),
-        "epochs_run": cfg.epochs,
+        "epochs_run": progress.epoch,
+        "stopped_early_after_epoch": progress.epoch - 1 if progress.stopped_early else None,
         "steps": trainer.step,
         "skipped_steps": trainer.skipped,
-        "best_epoch": best[0],
-        "best_val_loss": best[1],
+        "best_epoch": progress.best_epoch,
+        "best_val_loss": progress.best_val_loss,
         "train_images": shards.num_samples,
         "val_images": val_shards.num_samples,
         "encoder": {
             "file": ENCODER_FILE,
             "backbone": cfg.model.backbone,
-            "epoch": best[0],
+            "epoch": progress.best_epoch,
             "keys": ENCODER_KEYS,
         },
         "model": {
             "file": MODEL_FILE,
-            "epoch": best[0],
+            "epoch": progress.best_epoch,
             "keys": "ImitateModel state_dict",
             "metadata_key": MODEL_METADATA_KEY,
         },

@@ -2,8 +2,9 @@
 
 The resumable checkpoint (``resume.pt`` beside the outputs, not a workflow output, so a failed or
 preempted job does not lose it) holds the trainer state plus a :class:`Progress`: the next batch to
-train, the losses of the epoch so far, and the best epoch with its whole model's weights (E_v, P(·)
-and the projectors; the run's exports are made from them), with unfrozen text layers theirs too. The
+train, the losses of the epoch so far, the best epoch with its whole model's weights (E_v, P(·)
+and the projectors; the run's exports are made from them), with unfrozen text layers theirs too, and
+early stopping's count of epochs since the best one, so that a resumed run stops where the whole would. The
 data position is the batch index: the loader of an epoch is a function of (seed, epoch), so a resumed
 epoch replays its first batches unused and continues with exactly the batches the uninterrupted run
 would have seen.
@@ -35,6 +36,21 @@ class Progress:
     best_val_loss: float | None = None
     best_model: dict[str, Tensor] | None = None  # the ImitateModel state_dict of ``best_epoch``
     best_text: dict[str, Tensor] | None = None  # its trained text layers (unfrozen text encoder only)
+    stale_epochs: int = 0  # validated epochs since the best one (all of them while none was finite)
+    stopped_early: bool = False
+
+    def note_validation(self, epoch: int, val_loss: float) -> bool:
+        """Record epoch ``epoch``'s validation loss; True when it is the best so far (strictly, and finite)."""
+        improved = math.isfinite(val_loss) and (self.best_val_loss is None or val_loss < self.best_val_loss)
+        if improved:
+            self.best_epoch, self.best_val_loss, self.stale_epochs = epoch, val_loss, 0
+        else:
+            self.stale_epochs += 1
+        return improved
+
+    def out_of_patience(self, patience: int | None) -> bool:
+        """Whether ``patience`` epochs in a row have not improved on the best (never with None)."""
+        return patience is not None and self.stale_epochs >= patience
 
     def train_loss(self) -> float:
         """Mean of the finite training losses of the current epoch."""
@@ -47,6 +63,8 @@ class Progress:
             "best_epoch": self.best_epoch,
             "best_val_loss": self.best_val_loss,
             "best_model": self.best_model,
+            "stale_epochs": self.stale_epochs,
+            "stopped_early": self.stopped_early,
             **({} if self.best_text is None else {BEST_TEXT_KEY: self.best_text}),
         }
 
@@ -65,6 +83,8 @@ class Progress:
             state["best_val_loss"],
             state["best_model"],
             state.get(BEST_TEXT_KEY),
+            state["stale_epochs"],
+            state["stopped_early"],
         )
 
 

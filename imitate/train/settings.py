@@ -19,6 +19,8 @@ LOSS_KEYS = {
     "target": "target",
     "cicl": "cicl",
     "alignment": "alignment",
+    "vv_prior": "vv_prior",
+    "gather": "gather",
 }
 
 
@@ -33,7 +35,9 @@ class PretrainConfig:
     epochs: int = 50
     lr: float = 4e-5
     weight_decay: float = 0.05
+    decay_1d: bool = True  # decay biases and norm scales too (the official AdamW over all parameters)
     warmup_fraction: float = 0.1
+    patience: int | None = 10  # epochs without a better validation loss before stopping; None: never stop
     augment: str = "paper"
     rotation_degrees: float = 180.0  # the paper's [0°, 180°]
     workers: int = 1
@@ -49,6 +53,8 @@ class PretrainConfig:
     def __post_init__(self) -> None:
         if self.text_unfreeze < 0:
             raise ValueError(f"text_unfreeze must be >= 0, got {self.text_unfreeze}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
 
     @property
     def crop_only(self) -> bool:
@@ -73,8 +79,8 @@ def config_from_settings(model: Mapping[str, Any], pretrain: Mapping[str, Any], 
     """A :class:`PretrainConfig` from the ``model:`` and ``pretrain:`` blocks of config.yaml.
 
     The loss is set by ``lambda``, ``tau_vl``, ``tau_vv``, ``kernel``, ``target``, ``cicl``,
-    ``alignment`` and ``loss_groups`` (Table VIII groups, e.g. ``[vvh, vlh]``) in the pretrain block;
-    :data:`imitate.config.PRETRAIN_SCHEDULING_KEYS` are accepted and ignored.
+    ``alignment``, ``vv_prior``, ``gather`` and ``loss_groups`` (Table VIII groups, e.g. ``[vvh, vlh]``) in
+    the pretrain block; :data:`imitate.config.PRETRAIN_SCHEDULING_KEYS` are accepted and ignored.
     """
     loop_fields = {f.name for f in fields(PretrainConfig)} - {"model", "loss", "seed"}
     _check_keys("model", model, {f.name for f in fields(ModelConfig)} - {"text_dim"})

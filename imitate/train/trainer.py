@@ -33,12 +33,16 @@ Batch = Mapping[str, Tensor]
 MODEL_INPUTS = ("view1", "view2", "findings_emb", "impression_emb", "has_findings", "report_emb")
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices and conv kernels only; biases and norm scales (1-D) are not decayed."""
+def param_groups(model: nn.Module, weight_decay: float, decay_1d: bool) -> list[dict[str, Any]]:
+    """Matrices and conv kernels, then biases and norm scales (1-D), decayed only with ``decay_1d``.
+
+    Two groups either way, so that an optimizer state loads whatever the switch; AdamW decays each
+    parameter by its own group's rate, so two groups at one rate update as one group would.
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     return [
         {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.ndim <= 1], "weight_decay": 0.0},
+        {"params": [p for p in params if p.ndim <= 1], "weight_decay": weight_decay if decay_1d else 0.0},
     ]
 
 
@@ -49,8 +53,9 @@ def finite_or_none(value: float) -> float | None:
 class Trainer:
     """Model, loss, optimizer and schedule of one run, with its step and skip counters.
 
-    Under ``torchrun`` (``ranks.distributed``) the model runs wrapped in DDP and the loss gathers
-    every rank's features, so the negatives and the correlation prior span the global batch; whether a
+    Under ``torchrun`` (``ranks.distributed``) the model runs wrapped in DDP; with ``gather: global``
+    the loss gathers every rank's features, so the negatives and the correlation prior span the global
+    batch, with ``local`` (the official) each rank's loss spans its own batch; whether a
     step is skipped is agreed by all ranks, so they never diverge. With ``text`` (``cfg.text_unfreeze``
     > 0) the batches hold token ids, and the model and the text layers are one module (``module``,
     wrapped in DDP together); the text layers train in their own parameter groups at ``text_lr``.
@@ -86,11 +91,12 @@ class Trainer:
                 self.module, device_ids=[self.ranks.local_rank] if self.cuda else None, find_unused_parameters=partial
             )
         self.loss = ImitateLoss(
-            cfg.loss, rank=self.ranks.rank, world_size=self.ranks.world_size, gather=self.ranks.distributed
+            cfg.loss, rank=self.ranks.rank, world_size=self.ranks.world_size, distributed=self.ranks.distributed
         )
-        groups = param_groups(self.model, cfg.weight_decay)
+        groups = param_groups(self.model, cfg.weight_decay, cfg.decay_1d)
         if text is not None:
-            groups += [{**group, "lr": cfg.text_layers_lr} for group in param_groups(text, cfg.weight_decay)]
+            text_groups = param_groups(text, cfg.weight_decay, cfg.decay_1d)
+            groups += [{**group, "lr": cfg.text_layers_lr} for group in text_groups]
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         self.scheduler = warmup_cosine(self.optimizer, total_steps, cfg.warmup_fraction)
         self.step = 0
