@@ -3,7 +3,7 @@
 Times the step the dense tasks repeat (:func:`imitate.evaluate.heads.fit_head`): the frozen
 encoder's forward pass, the head's forward and backward pass with the task's loss, and the AdamW step,
 on random images already on the device (no decoding: the model's ceiling, not the pipeline's). Prints
-images/s and, on CUDA, the peak memory, for segmentation (U-Net decoder, focal + Dice) and detection
+images/s and, on CUDA, the peak memory, for segmentation (smp's U-Net decoder, focal + Dice) and detection
 (YOLOv3 head, its loss on one random box per image).
 
     python benchmarks/bench_dense.py --backbone resnet50 --size 512 --batch-size 16 --device cuda
@@ -23,8 +23,8 @@ from imitate.losses.segmentation import segmentation_loss
 from imitate.losses.yolo import detection_loss, yolo_anchors
 from imitate.models.backbone import ResNetBackbone
 from imitate.models.frozen import FrozenStages
-from imitate.models.unet import DECODER_CHANNELS, SegmentationModel, UNetDecoder
-from imitate.models.yolo import DetectionModel, YoloHead
+from imitate.models.unet import DECODER_CHANNELS, SegmentationModel, UNetHead
+from imitate.models.yolo import HEAD_STAGES, DetectionModel, YoloHead
 
 
 def images_per_second(task: str, args: argparse.Namespace) -> tuple[float, float]:
@@ -32,9 +32,9 @@ def images_per_second(task: str, args: argparse.Namespace) -> tuple[float, float
     device = torch.device(args.device)
     encoder = FrozenStages(ResNetBackbone(args.backbone))
     if task == "segmentation":
-        model = SegmentationModel(encoder, UNetDecoder(encoder.channels, tuple(args.decoder_channels)))
+        model = SegmentationModel(encoder, UNetHead(args.backbone, encoder.channels, args.decoder_channels))
     else:
-        model = DetectionModel(encoder, YoloHead(encoder.channels[1:]))
+        model = DetectionModel(encoder, YoloHead([encoder.channels[i] for i in HEAD_STAGES]))
     model = model.to(device).train()
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)

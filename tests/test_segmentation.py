@@ -1,22 +1,25 @@
 import dataclasses
+import logging
 import math
 
 import numpy as np
 import pyarrow as pa
 import pytest
+import segmentation_models_pytorch as smp
 import torch
 from PIL import Image
 
 from imitate.datasets.masks import NO_MASK, encode_rle
 from imitate.evaluate.data.dense import DenseImages, DenseTarget, is_positive, read_geometry
 from imitate.evaluate.data.shard_images import index_shard_images
+from imitate.evaluate.data.stage_batches import StageCache
 from imitate.evaluate.heads import HeadSettings
 from imitate.evaluate.tasks.segmentation import Settings, augment_pairs, balanced_keys, segment
 from imitate.images.transforms import normalise
 from imitate.losses.segmentation import dice_loss, focal_loss, segmentation_loss
 from imitate.models.backbone import ResNetBackbone
 from imitate.models.frozen import FrozenStages
-from imitate.models.unet import SegmentationModel, UNetDecoder
+from imitate.models.unet import SegmentationModel, UNetHead
 from imitate.shards.reader import shard_paths
 from imitate.shards.writer import write_shards
 
@@ -36,36 +39,80 @@ def _encoder(seed: int = 0) -> FrozenStages:
 # ---------------------------------------------------------------- model
 
 
-@pytest.mark.parametrize("channels", [(64, 128, 256, 512), (256, 512, 1024, 2048)], ids=["resnet18", "resnet50"])
-def test_decoder_gives_one_logit_per_input_pixel(channels):
-    torch.manual_seed(0)
-    decoder = UNetDecoder(channels).eval()
-    features = [torch.randn(2, c, SIZE // r, SIZE // r) for c, r in zip(channels, (4, 8, 16, 32), strict=True)]
-    logits = decoder(features)
-    assert logits.shape == (2, 1, SIZE, SIZE)
-    features[0] = features[0] + 1  # the layer1 skip reaches the output
-    assert not torch.allclose(decoder(features), logits)
+def _head(encoder: FrozenStages, decoder_channels=(64, 32, 16, 16, 8), seed: int = 1) -> UNetHead:
+    torch.manual_seed(seed)
+    return UNetHead(encoder.backbone.name, encoder.channels, decoder_channels)
+
+
+@pytest.mark.parametrize(("size", "decoder_channels"), [(64, (256, 128, 64, 32, 16)), (512, (64, 32, 16, 16, 8))])
+def test_the_model_is_smp_unet_with_our_encoder_weights(size, decoder_channels):
+    encoder = _encoder()
+    head = _head(encoder, decoder_channels)
+    reference = smp.Unet("resnet18", encoder_weights=None, decoder_channels=decoder_channels, classes=1)
+    # our encoder file's torchvision keys are smp's encoder keys, and the head's are smp's decoder and head keys
+    reference.encoder.load_state_dict(dict(encoder.backbone.state_dict()), strict=True)
+    reference.decoder.load_state_dict(head.decoder.state_dict(), strict=True)
+    reference.segmentation_head.load_state_dict(head.segmentation_head.state_dict(), strict=True)
+    assert set(reference.state_dict()) == ({f"encoder.{k}" for k in encoder.backbone.state_dict()}
+                                           | set(head.state_dict()))
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        ours = SegmentationModel(encoder, head).eval()(x)
+        theirs = reference.eval()(x)
+    assert ours.shape == theirs.shape == (2, 1, size, size)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def test_every_encoder_output_reaches_the_logits_the_stem_included():
+    encoder = _encoder()
+    head = _head(encoder).eval()
+    with torch.no_grad():
+        features = encoder(torch.randn(1, 3, SIZE, SIZE))
+        assert [tuple(f.shape[1:]) for f in features] == [
+            (c, SIZE // r, SIZE // r) for c, r in zip((64, 64, 128, 256, 512), (2, 4, 8, 16, 32), strict=True)]
+        logits = head(features)
+        for i in range(len(features)):
+            changed = [f + (j == i) for j, f in enumerate(features)]
+            assert not torch.allclose(head(changed), logits), f"encoder output {i} is not used"
+
+
+def test_cached_encoder_outputs_give_the_logits_of_the_whole_model(toy):
+    encoder = _encoder()
+    head = _head(encoder).eval()
+    test = toy("test")
+    cache = StageCache(encoder, range(len(encoder.channels)), batch_size=4, budget_bytes=2**30, device="cpu")
+    batches = cache.batches(test)
+    assert batches.stored
+    start = 0
+    with torch.no_grad():
+        for stages, _, _ in batches.epoch(0, shuffle=False):
+            images = torch.stack([test[(0, i)][0] for i in range(start, start + len(stages[0]))]).float() / 255
+            whole = SegmentationModel(encoder, head)(normalise(images))
+            torch.testing.assert_close(head(stages), whole, rtol=1e-4, atol=1e-4)
+            start += len(stages[0])
+    assert start == len(test)
 
 
 def test_model_checks_its_input_size_and_encoder_channels():
-    model = SegmentationModel(_encoder(), UNetDecoder((64, 128, 256, 512))).eval()
+    encoder = _encoder()
+    model = SegmentationModel(encoder, _head(encoder)).eval()
     assert model(torch.randn(1, 3, 32, 96)).shape == (1, 1, 32, 96)
     with pytest.raises(ValueError, match=r"multiple of 32.*48 x 64"):
         model(torch.randn(1, 3, 48, 64))
-    with pytest.raises(ValueError, match="stage channels"):
-        SegmentationModel(_encoder(), UNetDecoder((256, 512, 1024, 2048)))
-    with pytest.raises(ValueError, match="4 stages"):
-        UNetDecoder((64, 128, 256))
+    with pytest.raises(ValueError, match="resnet50 encoder gives channels"):
+        UNetHead("resnet50", encoder.channels)
+    with pytest.raises(ValueError, match="takes 5 encoder outputs"):
+        model.head(encoder(torch.randn(1, 3, 64, 64))[1:])
 
 
 def test_a_training_step_changes_only_the_decoder():
-    model = SegmentationModel(_encoder(), UNetDecoder((64, 128, 256, 512)))
+    model = SegmentationModel(_encoder(), _head(_encoder()))
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
-    assert trainable and all(name.startswith("decoder.") for name in trainable)
-    assert {f"decoder.{name}" for name, _ in model.decoder.named_parameters()} == trainable
+    assert trainable and all(name.startswith("head.") for name in trainable)
+    assert {f"head.{name}" for name, _ in model.head.named_parameters()} == trainable
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()
-    assert not model.encoder.training and model.decoder.training
+    assert not model.encoder.training and model.head.training
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     x = normalise(torch.rand(2, 1, SIZE, SIZE))
     segmentation_loss(model(x), (torch.rand(2, 1, SIZE, SIZE) > 0.5).float()).backward()
@@ -76,7 +123,35 @@ def test_a_training_step_changes_only_the_decoder():
     assert all(torch.equal(before[k], after[k]) for k in encoder_keys)
     changed = [k for k in before if not torch.equal(before[k], after[k])]
     assert any("running_mean" in k for k in changed)  # the decoder's BatchNorm did train
-    assert changed and all(k.startswith("decoder.") for k in changed)
+    assert changed and all(k.startswith("head.") for k in changed)
+
+
+def test_frozen_bn_train_updates_the_encoders_running_statistics_but_no_weight():
+    loaded = _encoder()
+    encoder = loaded.with_batchnorm("train")
+    model = SegmentationModel(encoder, _head(encoder))
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    model.train()
+    assert encoder.training and all(m.training for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.05)
+    for _ in range(2):
+        x = normalise(torch.rand(4, 1, SIZE, SIZE))
+        optimizer.zero_grad()
+        segmentation_loss(model(x), (torch.rand(4, 1, SIZE, SIZE) > 0.5).float()).backward()
+        optimizer.step()
+    after = encoder.state_dict()
+    weights = {name for name, _ in encoder.named_parameters()}
+    assert weights and all(torch.equal(before[k], after[k]) for k in weights)
+    means = [k for k in before if k.endswith("running_mean")]
+    assert means and all(not torch.equal(before[k], after[k]) for k in means)
+    assert all(after[k].item() == before[k].item() + 2 for k in before if k.endswith("num_batches_tracked"))
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in before.items())  # the copy's, not the loaded's
+    x = normalise(torch.rand(4, 1, SIZE, SIZE))
+    train_outputs = encoder.train()(x)
+    eval_outputs = encoder.eval()(x)
+    assert not any(torch.allclose(a, b, atol=1e-3) for a, b in zip(train_outputs, eval_outputs, strict=True))
+    with pytest.raises(ValueError, match="batchnorm must be one of"):
+        loaded.with_batchnorm("frozen")
 
 
 # ---------------------------------------------------------------- losses
@@ -139,13 +214,12 @@ def test_augment_pairs_moves_each_mask_with_its_image():
     assert moved_images[~inside].mean() < 0.02
     images_kept = (moved_images == images).flatten(1).all(1)
     masks_kept = (moved_masks == masks).flatten(1).all(1)
-    assert torch.equal(images_kept, masks_kept)  # one decision per pair
-    assert torch.equal(drawn, ~images_kept)  # and it is the one reported
+    assert torch.equal(drawn, ~images_kept)  # every drawn image moved, the others came back as they were
+    assert masks_kept[~drawn].all()  # one decision per pair (a drawn mask may stay: nearest, a turn < 1 px)
     assert 20 <= int(images_kept.sum()) <= 44  # p = 0.5 of 64
-    # the moved squares really moved: shifted, scaled or turned
-    moved = ~masks_kept
-    assert (moved_masks[moved] != masks[moved]).flatten(1).sum(1).min() > 0
-    areas = moved_masks[moved].flatten(1).sum(1)
+    # most drawn squares really moved: scaled or turned
+    assert (~masks_kept[drawn]).float().mean() > 0.8
+    areas = moved_masks[drawn].flatten(1).sum(1)
     assert areas.min() >= 256 * 0.9**2 * 0.9 and areas.max() <= 256 * 1.1**2 * 1.1
 
 
@@ -166,6 +240,54 @@ def test_augment_pairs_is_seeded_and_keeps_undrawn_images():
     assert 3 <= none_drawn <= 20  # about a quarter of 40
     with pytest.raises(ValueError, match="B x 1 x H x W"):
         augment_pairs(images, masks[:, 0], torch.Generator())
+
+
+def _marks(n: int) -> torch.Tensor:
+    """``n`` masks with two 8-px squares centred 20 px left and right of the image centre (32, 32)."""
+    masks = torch.zeros(n, 1, SIZE, SIZE)
+    masks[:, :, 28:36, 8:16] = 1  # pixel centres i + 0.5: the square's centre is (12, 32)
+    masks[:, :, 28:36, 48:56] = 1  # and (52, 32)
+    return masks
+
+
+def _centre(mask: torch.Tensor) -> torch.Tensor:
+    """The (x, y) centroid of a 2-D mask, in continuous pixel coordinates (pixel i spans [i, i + 1])."""
+    ys, xs = torch.nonzero(mask, as_tuple=True)
+    return torch.stack([xs.float().mean(), ys.float().mean()]) + 0.5
+
+
+def test_augment_pairs_scales_and_turns_about_the_centre_without_shift_and_pads_with_zeros():
+    """MGCA's ShiftScaleRotate(shift 0, scale 0.1, rotate 10, p 0.5, constant border) by hand: the two marks'
+    mid-point stays at the centre (no shift), half the vector between them is s R(theta) (20, 0) with
+    s in [0.9, 1.1] and |theta| <= 10 degrees, and the white film moved by that affine is 1 where its
+    source lies inside the frame and exactly 0 where it lies outside (a zero border, not a reflection)."""
+    n = 400
+    films = torch.ones(n, 1, SIZE, SIZE)
+    moved, moved_masks, drawn = augment_pairs(films, _marks(n), torch.Generator().manual_seed(11))
+    assert 0.42 <= drawn.float().mean() <= 0.58  # p = 0.5
+    assert torch.equal(moved[~drawn], films[~drawn]) and torch.equal(moved_masks[~drawn], _marks(n)[~drawn])
+    centre = torch.tensor([SIZE / 2, SIZE / 2])
+    pixels = torch.stack(torch.meshgrid(torch.arange(SIZE) + 0.5, torch.arange(SIZE) + 0.5, indexing="xy"), -1)
+    scales, angles, emptied = [], [], 0
+    for film, mask in zip(moved[drawn, 0], moved_masks[drawn, 0], strict=True):
+        left, right = _centre(mask[:, :SIZE // 2]), _centre(mask[:, SIZE // 2:]) + torch.tensor([SIZE / 2, 0])
+        torch.testing.assert_close((left + right) / 2, centre, atol=0.3, rtol=0)
+        half = (right - left) / 2
+        scale, angle = float(half.norm() / 20), float(torch.atan2(half[1], half[0]))
+        scales.append(scale)
+        angles.append(math.degrees(angle))
+        # where each output pixel's value comes from: centre + R(-angle) (p - centre) / scale
+        cos, sin = math.cos(angle), math.sin(angle)
+        x, y = ((pixels - centre) / scale).unbind(-1)
+        source = centre + torch.stack([cos * x + sin * y, -sin * x + cos * y], -1)
+        inside = ((source > 2) & (source < SIZE - 2)).all(-1)
+        outside = ((source < -2) | (source > SIZE + 2)).any(-1)
+        emptied += int(outside.any())
+        assert torch.all(film[inside] > 1 - 1e-5) and torch.all(film[outside] == 0)
+        assert torch.all(mask[outside] == 0)
+    assert emptied > len(scales) / 2  # most turned or shrunk films left some border empty
+    assert 0.9 - 0.02 <= min(scales) < 0.93 and 1.07 < max(scales) <= 1.1 + 0.02
+    assert -10.7 <= min(angles) < -8 and 8 < max(angles) <= 10.7
 
 
 # ---------------------------------------------------------------- training set
@@ -244,6 +366,27 @@ def test_segment_learns_the_lesions_and_is_deterministic_on_cpu(toy):
     assert shown.predicted.dtype == bool and shown.predicted.shape == (SIZE, SIZE)
     assert shown.image[shown.truth].min() > 200
     assert [p.truth.any() for p in second.preview] == [True] * 4 + [False] * 2
+
+
+def test_segment_with_frozen_bn_train_leaves_the_callers_encoder_and_cache_alone(toy, caplog):
+    splits = toy("train"), toy("validate"), toy("test")
+    encoder = _encoder()
+    loaded = {k: v.clone() for k, v in encoder.state_dict().items()}
+    cache = StageCache(encoder, range(len(encoder.channels)), batch_size=4, budget_bytes=2**30, device="cpu")
+    settings = Settings(head=dataclasses.replace(HEAD, epochs=2, frozen_bn="train"))
+    with caplog.at_level(logging.INFO, logger="imitate.evaluate.heads"):
+        trained = segment(encoder, *splits, settings, name="toy", preview=0, cache=cache)
+    assert "toy: frozen_bn train" in caplog.text and "not cached" in caplog.text
+    assert all(torch.equal(v, loaded[k]) for k, v in encoder.state_dict().items())
+    assert cache.used_bytes == 0 and not any(m.training for m in encoder.backbone.modules())
+    again = segment(_encoder(), *splits, settings, name="toy", preview=0)
+    assert (trained.metrics, trained.history) == (again.metrics, again.history)
+    frozen = segment(encoder, *splits, dataclasses.replace(settings, head=dataclasses.replace(
+        settings.head, frozen_bn="eval")), name="toy", preview=0, cache=cache)
+    assert cache.used_bytes > 0  # eval mode caches
+    assert [e.val_score for e in frozen.history] != [e.val_score for e in trained.history]
+    with pytest.raises(ValueError, match="frozen_bn must be one of"):
+        HeadSettings(frozen_bn="frozen")
 
 
 def test_segment_rejects_images_without_masks_or_of_another_size(toy):

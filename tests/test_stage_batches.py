@@ -51,7 +51,7 @@ def _encoder() -> FrozenStages:
 
 
 def _cache(encoder: FrozenStages, budget: int = 2**30) -> StageCache:
-    return StageCache(encoder, (0, 1, 2, 3), batch_size=BATCH, budget_bytes=budget, device="cpu")
+    return StageCache(encoder, (0, 1, 2, 3, 4), batch_size=BATCH, budget_bytes=budget, device="cpu")
 
 
 def _by_hand(encoder: FrozenStages, images: DenseImages, rows: list[int]) -> tuple[list[torch.Tensor], torch.Tensor]:
@@ -69,7 +69,7 @@ def test_stored_batches_equal_encoding_each_batch(images):
     for stages, masks, boxes in batches.epoch(3, shuffle=True):
         rows = [images.keys.index(k) for k in _keys_of(images, boxes)]
         expected, expected_masks = _by_hand(encoder, images, rows)
-        assert len(stages) == 4
+        assert len(stages) == 5  # the stem and the four stages
         for got, want in zip(stages, expected, strict=True):
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
         assert torch.equal(masks, expected_masks)
@@ -124,14 +124,16 @@ def test_sets_over_the_budget_are_encoded_every_epoch(images):
 def test_the_cache_counts_its_bytes_and_checks_its_inputs(images):
     cache = _cache(_encoder())
     cache.batches(images)
-    # resnet18 at 64 px: 64 x 16 x 16 + 128 x 8 x 8 + 256 x 4 x 4 + 512 x 2 x 2 floats and a 64 x 64 mask
-    assert cache.used_bytes == 9 * ((16384 + 8192 + 4096 + 2048) * 4 + SIZE * SIZE)
+    # resnet18 at 64 px: 64 x 32 x 32 (stem) + 64 x 16 x 16 + 128 x 8 x 8 + 256 x 4 x 4 + 512 x 2 x 2 floats
+    # and a 64 x 64 mask
+    per_image = (65536 + 16384 + 8192 + 4096 + 2048) * 4 + SIZE * SIZE
+    assert cache.used_bytes == 9 * per_image
     cache.batches(images)  # nothing new to store
-    assert cache.used_bytes == 9 * ((16384 + 8192 + 4096 + 2048) * 4 + SIZE * SIZE)
+    assert cache.used_bytes == 9 * per_image
     bigger = DenseImages(images.keys, dict(zip(images.keys, images.targets, strict=True)),
                          dict(zip(images.keys, images.geometry, strict=True)),
                          dict(zip(images.keys, images.members, strict=True)), 96, masks=True, seed=0)
     with pytest.raises(ValueError, match="64-px inputs; these images are 96"):
         cache.batches(bigger)
     with pytest.raises(ValueError, match="stages"):
-        StageCache(_encoder(), (4,), batch_size=4, budget_bytes=0, device="cpu")
+        StageCache(_encoder(), (5,), batch_size=4, budget_bytes=0, device="cpu")

@@ -5,13 +5,18 @@ The paper's dense protocol (§IV-B, segmentation and detection): AdamW lr 5e-4, 
 read it as epochs, as MGCA's EarlyStopping does). The state of the epoch with the lowest validation loss
 (the earliest on ties) is the one tested (:func:`imitate.evaluate.fit.fit`).
 
-The head sees the encoder's stage outputs (:mod:`imitate.evaluate.data.stage_batches`), so only the head is
-optimised and saved, and the encoder stays as loaded. The loss of a batch is the task's
-(:data:`HeadLoss`). Epoch order and augmentation are drawn from the seed, so a CPU run is repeatable.
+The head sees the encoder's outputs (:mod:`imitate.evaluate.data.stage_batches`), so only the head is
+optimised. The encoder's BatchNorm (``frozen_bn``, :mod:`imitate.models.frozen`) either stays in eval mode,
+so the encoder stays as loaded and its outputs can be cached, or, as in MGCA's dense protocol (the default),
+trains with the head: :func:`head_encoder` then gives the run its own copy of the encoder, whose outputs
+depend on the batch and are never cached, and :func:`with_encoder` makes its running statistics part of the
+head's saved best state. The loss of a batch is the task's (:data:`HeadLoss`). Epoch order and augmentation
+are drawn from the seed, so a CPU run is repeatable.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
@@ -25,7 +30,9 @@ from imitate.evaluate.data.stage_batches import StageBatch, StageBatches, StageC
 from imitate.evaluate.device import autocast, deterministic_on_cpu
 from imitate.evaluate.fit import FitResult, Selection, fit
 from imitate.evaluate.settings import from_block
-from imitate.models.frozen import FrozenStages
+from imitate.models.frozen import BATCHNORM_MODES, FrozenStages
+
+log = logging.getLogger(__name__)
 
 HeadLoss = Callable[[nn.Module, StageBatch], Tensor]
 T = TypeVar("T")
@@ -46,12 +53,15 @@ class HeadSettings:
     device: str = "cpu"
     seed: int = 0
     cache_gib: float = DEFAULT_CACHE_GIB  # stage outputs kept per encoder (imitate.evaluate.data.stage_batches)
+    frozen_bn: str = "train"  # the frozen encoder's BatchNorm: "train" (MGCA's) or "eval" (imitate.models.frozen)
 
     def __post_init__(self) -> None:
         if min(self.epochs, self.patience, self.batch_size) < 1 or self.input_size < 32 or self.workers < 0:
             raise ValueError(f"need epochs, patience, batch_size >= 1, input_size >= 32, workers >= 0: {self}")
         if not self.cache_gib >= 0:
             raise ValueError(f"cache_gib must be >= 0, got {self.cache_gib}")
+        if self.frozen_bn not in BATCHNORM_MODES:
+            raise ValueError(f"frozen_bn must be one of {BATCHNORM_MODES}, got {self.frozen_bn!r}")
         if torch.device(self.device).type not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
 
@@ -68,6 +78,44 @@ def stage_cache(encoder: FrozenStages, stages: Iterable[int], settings: HeadSett
     """A cache of ``encoder``'s ``stages`` for a head trained with ``settings`` (its batch, device, budget)."""
     return StageCache(encoder, tuple(stages), batch_size=settings.batch_size, device=settings.device,
                       budget_bytes=int(settings.cache_gib * 2**30), workers=settings.workers)
+
+
+def head_encoder(
+    encoder: FrozenStages, stages: Iterable[int], settings: HeadSettings, cache: StageCache | None, *, name: str
+) -> tuple[FrozenStages, StageCache]:
+    """The encoder and cache a head trains with under ``settings.frozen_bn``.
+
+    ``eval``: ``encoder`` itself and ``cache`` (a new one if None). ``train``: a copy of ``encoder`` whose
+    BatchNorm follows the head's train/eval mode (the caller's running statistics stay as loaded for its next
+    run), with a cache that stores nothing, since its outputs depend on the batch and on training so far.
+    """
+    if settings.frozen_bn == "eval":
+        return encoder, cache if cache is not None else stage_cache(encoder, stages, settings)
+    log.info("%s: frozen_bn train: the frozen encoder's BatchNorm normalises each training batch by its own "
+             "statistics and updates its running ones (MGCA's), so its outputs are computed every epoch, "
+             "not cached", name)
+    encoder = encoder.with_batchnorm("train")
+    return encoder, StageCache(encoder, tuple(stages), batch_size=settings.batch_size, device=settings.device,
+                               budget_bytes=0, workers=settings.workers)
+
+
+class WithEncoder(nn.Module):
+    """A head and the encoder whose BatchNorm trains beside it: ``train()``/``eval()`` reach both and the state
+    (the best epoch's, which :func:`fit_head` restores) holds the encoder's running statistics; ``forward``
+    is the head's (the encoder runs in the stage batches)."""
+
+    def __init__(self, head: nn.Module, encoder: FrozenStages) -> None:
+        super().__init__()
+        self.head = head
+        self.encoder = encoder
+
+    def forward(self, stages: list[Tensor]) -> Any:
+        return self.head(stages)
+
+
+def with_encoder(head: nn.Module, encoder: FrozenStages) -> nn.Module:
+    """``head`` alone when ``encoder``'s BatchNorm stays in eval mode, else :class:`WithEncoder`."""
+    return head if encoder.batchnorm == "eval" else WithEncoder(head, encoder)
 
 
 def fit_head(

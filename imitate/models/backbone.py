@@ -114,10 +114,12 @@ class ResNetBackbone(nn.Module):
             )
         log.info("backbone %s: initialised from %s", self.name, init)
 
-    def forward_features(self, x: Tensor) -> list[Tensor]:
-        """The outputs of ``layer1`` … ``layer4`` (channels and strides as in ``feature_info``)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        features = []
+    def forward_features(self, x: Tensor, *, stem: bool = False) -> list[Tensor]:
+        """The outputs of ``layer1`` … ``layer4`` (channels and strides as in ``feature_info``), after the
+        stem's (``conv1``-``bn1``-ReLU, stride 2, before the max-pooling; U-Net's shallowest skip) if ``stem``."""
+        x = self.relu(self.bn1(self.conv1(x)))
+        features = [x] if stem else []
+        x = self.maxpool(x)
         for stage in STAGES:
             x = getattr(self, stage)(x)
             features.append(x)

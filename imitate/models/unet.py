@@ -1,99 +1,66 @@
-"""A U-Net decoder on a frozen encoder's four stages: the paper's segmentation model (§IV-B, Table V).
+"""smp's U-Net decoder on a frozen encoder's outputs: the paper's segmentation model (§IV-B, Table V).
 
-The paper, after MGCA, fine-tunes ``segmentation_models_pytorch``'s ``Unet`` with the pretrained ResNet
-as its frozen encoder, so only the decoder learns. This decoder follows smp's layout: from ``layer4``
-(stride 32) each block doubles the resolution (nearest), concatenates the next shallower stage when
-there is one, and applies two 3 x 3 conv + BatchNorm + ReLU; after the ``layer1`` block (stride 4) two
-more blocks bring it to the input resolution, and a 3 x 3 conv gives one logit per pixel.
-
-One difference: smp's fourth block also takes the stem's stride-2 output as a skip. :class:`FrozenStages`
-exposes the four stages only, so that block has no skip here (it sees stride-4 features, upsampled).
+The paper, after MGCA, trains ``segmentation_models_pytorch``'s ``Unet`` with the pretrained ResNet as
+its frozen encoder, so only the decoder learns. :class:`UNetHead` holds the ``decoder`` and
+``segmentation_head`` of an ``smp.Unet`` built for the backbone (smp's modules, initialisation and
+state_dict keys) and runs them on the encoder's outputs ``[stem, layer1, …, layer4]``
+(:class:`~imitate.models.frozen.FrozenStages`, whose ResNet keys are smp's too), which the dense tasks
+compute once and cache. smp's encoder also returns the input itself, first; the decoder reads only that
+tensor's size, so a zero-channel placeholder of the input's size stands in for it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
-import torch.nn.functional as F
+import segmentation_models_pytorch as smp
 from torch import Tensor, nn
 
 from imitate.models.frozen import FrozenStages
 
-STAGES = 4  # layer1 .. layer4
-BLOCKS = 5  # stride 32 -> 1, one doubling per block
 DECODER_CHANNELS = (256, 128, 64, 32, 16)  # smp's U-Net default
 
 
-def _conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+class UNetHead(nn.Module):
+    """smp's U-Net decoder and segmentation head (one logit per pixel) for ``backbone``'s encoder outputs.
 
-
-class DecoderBlock(nn.Module):
-    """Upsample x2 (nearest), concatenate the skip (if any), two 3 x 3 conv + BatchNorm + ReLU."""
-
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.convs = nn.Sequential(
-            _conv_bn_relu(in_channels + skip_channels, out_channels), _conv_bn_relu(out_channels, out_channels)
-        )
-
-    def forward(self, x: Tensor, skip: Tensor | None = None) -> Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        if skip is not None:
-            x = torch.cat([x, skip], dim=1)
-        return self.convs(x)
-
-
-class UNetDecoder(nn.Module):
-    """U-Net decoder from the four stage outputs (strides 4, 8, 16, 32) to one logit map at stride 1.
-
-    ``encoder_channels`` are the stages' channels (``FrozenStages.channels``); ``decoder_channels`` the
-    output channels of the five blocks, deepest first (smp's defaults).
+    ``encoder_channels`` are the outputs' channels (``FrozenStages.channels``: stem, then the four
+    stages); ``decoder_channels`` the widths of the five decoder blocks, deepest first.
     """
 
     def __init__(
-        self, encoder_channels: Sequence[int], decoder_channels: Sequence[int] = DECODER_CHANNELS
+        self, backbone: str, encoder_channels: Sequence[int], decoder_channels: Sequence[int] = DECODER_CHANNELS
     ) -> None:
         super().__init__()
-        if len(encoder_channels) != STAGES:
-            raise ValueError(f"UNetDecoder needs the channels of {STAGES} stages, got {list(encoder_channels)}")
-        if len(decoder_channels) != BLOCKS:
-            raise ValueError(f"UNetDecoder needs {BLOCKS} decoder channel counts, got {list(decoder_channels)}")
-        self.encoder_channels = tuple(encoder_channels)
-        # skips, deepest block first: layer3, layer2, layer1, then none for the last two blocks
-        skips = (*reversed(self.encoder_channels[:-1]), 0, 0)
-        inputs = (self.encoder_channels[-1], *decoder_channels[:-1])
-        self.blocks = nn.ModuleList(
-            DecoderBlock(i, s, o) for i, s, o in zip(inputs, skips, decoder_channels, strict=True)
-        )
-        self.head = nn.Conv2d(decoder_channels[-1], 1, kernel_size=3, padding=1)
+        unet = smp.Unet(backbone, encoder_weights=None, decoder_channels=tuple(decoder_channels), classes=1,
+                        activation=None)
+        expected = tuple(unet.encoder.out_channels[1:])
+        if tuple(encoder_channels) != expected:
+            raise ValueError(f"smp's {backbone} encoder gives channels {expected}, not {tuple(encoder_channels)}")
+        self.encoder_channels = expected
+        self.decoder = unet.decoder
+        self.segmentation_head = unet.segmentation_head
 
     def forward(self, features: Sequence[Tensor]) -> Tensor:
-        """``[layer1, layer2, layer3, layer4]`` -> logits B x 1 x (32 x layer4's H) x (32 x layer4's W)."""
-        if len(features) != STAGES:
-            raise ValueError(f"UNetDecoder takes {STAGES} stage outputs, got {len(features)}")
-        skips = [*reversed(features[:-1]), None, None]
-        x = features[-1]
-        for block, skip in zip(self.blocks, skips, strict=True):
-            x = block(x, skip)
-        return self.head(x)
+        """``[stem, layer1, …, layer4]`` -> logits B x 1 x (2 x the stem's H) x (2 x the stem's W)."""
+        if len(features) != len(self.encoder_channels):
+            raise ValueError(f"UNetHead takes {len(self.encoder_channels)} encoder outputs, got {len(features)}")
+        stem = features[0]
+        n, _, height, width = stem.shape
+        placeholder = stem.new_empty((n, 0, 2 * height, 2 * width))
+        return self.segmentation_head(self.decoder([placeholder, *features]))
 
 
 class SegmentationModel(nn.Module):
-    """A frozen encoder and a trainable :class:`UNetDecoder`: normalised B x 3 x H x W -> logits B x 1 x H x W."""
+    """A frozen encoder and a trainable :class:`UNetHead`: normalised B x 3 x H x W -> logits B x 1 x H x W."""
 
-    def __init__(self, encoder: FrozenStages, decoder: UNetDecoder) -> None:
+    def __init__(self, encoder: FrozenStages, head: UNetHead) -> None:
         super().__init__()
-        if tuple(encoder.channels) != decoder.encoder_channels:
-            raise ValueError(f"decoder built for stage channels {decoder.encoder_channels}, "
+        if tuple(encoder.channels) != head.encoder_channels:
+            raise ValueError(f"head built for encoder channels {head.encoder_channels}, "
                              f"encoder gives {tuple(encoder.channels)}")
         self.encoder = encoder
-        self.decoder = decoder
+        self.head = head
         self.stride = encoder.reductions[-1]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -101,4 +68,4 @@ class SegmentationModel(nn.Module):
         if height % self.stride or width % self.stride:
             raise ValueError(f"segmentation input must be a multiple of {self.stride} pixels on each side, "
                              f"got {height} x {width}")
-        return self.decoder(self.encoder(x))
+        return self.head(self.encoder(x))

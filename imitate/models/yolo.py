@@ -31,7 +31,7 @@ from imitate.models.frozen import FrozenStages
 YOLOV3_WIDTHS = (128, 256, 512)  # detection block widths at strides 8, 16, 32
 BOX_OUTPUTS = 5  # tx, ty, tw, th, objectness
 OBJECTNESS_PRIOR = 0.01
-HEAD_STAGES = (1, 2, 3)  # the encoder outputs the head takes: layer2, layer3, layer4
+HEAD_STAGES = (2, 3, 4)  # the encoder outputs the head takes: layer2, layer3, layer4 (0 is the stem)
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:

@@ -8,8 +8,9 @@ pass over the validation set per epoch instead of an encoder pass, and detection
 trains its head on stored features alone. Augmented training batches still go through the encoder,
 but only the images the augmentation drew (p = 0.5 in segmentation): the others are the stored inputs
 unchanged, so their stored outputs are used. Any set that would take the cache past its memory budget
-(segmentation at 512 px would keep ~30 MB of ResNet-50 features per image, half that in bf16) is
-encoded batch by batch every epoch, as before.
+(segmentation at 512 px would keep ~48 MB of ResNet-50 outputs per image, the stem's included, half that in
+bf16) is encoded batch by batch every epoch, as before; so is every set when the budget is 0 (an encoder
+whose BatchNorm trains, :func:`imitate.evaluate.heads.head_encoder`).
 
 A batch is ``(stages, masks, boxes)``: the kept stage outputs, the masks as float B x 1 x S x S (B x 1 x 0 x 0
 for detection) and each image's boxes in input pixels. Shuffled epochs use the permutation of
@@ -61,8 +62,9 @@ def _masks(masks: Tensor, device: torch.device) -> Tensor:
 class StageCache:
     """Stage outputs of one frozen encoder, stored per image key up to ``budget_bytes``.
 
-    ``stages`` are the indices of the encoder's outputs a head takes (segmentation all four, detection
-    ``layer2``-``layer4``). One cache serves one input size and one encoder: build a new one per encoder.
+    ``stages`` are the indices of the encoder's outputs a head takes (segmentation all five, the stem's and
+    the four stages', detection ``layer2``-``layer4``). One cache serves one input size and one encoder:
+    build a new one per encoder.
     """
 
     def __init__(self, encoder: FrozenStages, stages: Sequence[int], *, batch_size: int, budget_bytes: int,
@@ -108,6 +110,8 @@ class StageCache:
         new = [i for i, key in enumerate(images.keys) if key not in self._stored]
         if not new:
             return True
+        if not self.budget_bytes:  # caching off (e.g. an encoder whose BatchNorm trains): encode nothing here
+            return False
         per_image = self._bytes_per_image(images)
         if self.used_bytes + per_image * len(new) > self.budget_bytes:
             log.info("stage cache: %d more images (%.1f MiB) exceed the %.1f MiB budget; encoding them every epoch",

@@ -1,16 +1,19 @@
 """Segmentation on a frozen encoder (paper §IV-B, Table V): train a U-Net decoder, report test Dice.
 
 The protocol, as the paper states it after MGCA [4]: images and masks at 512 x 512, the encoder frozen
-and only the U-Net decoder trained (:mod:`imitate.models.unet`), AdamW lr 5e-4 / weight decay 1e-6, up to
+and only smp's U-Net decoder trained (:mod:`imitate.models.unet`), AdamW lr 5e-4 / weight decay 1e-6, up to
 50 epochs with early stopping on the validation loss (:func:`imitate.evaluate.heads.fit_head`),
-batch 16 (RSNA) / 8 (SIIM); Dice at threshold 0.5 (:mod:`imitate.evaluate.metrics.dense`).
+batch 16 (RSNA) / 8 (SIIM); Dice at threshold 0.5 (:mod:`imitate.evaluate.metrics.dense`). The frozen
+encoder's BatchNorm trains on the training batches as in MGCA (``frozen_bn``, :mod:`imitate.models.frozen`).
 
 Loss: :func:`imitate.losses.segmentation.segmentation_loss` (``alpha x focal + Dice``).
 
 Augmentation: "the same data augmentation techniques as in [4]", i.e. MGCA's albumentations
-``ShiftScaleRotate(shift 0.0625, scale 0.1, rotate 10°)`` with p = 0.5. :func:`augment_pairs` draws the
-same affine per image for the image (bilinear) and its mask (nearest) on the device, the whole batch at
-once. albumentations reflects at the border by default; we pad with zeros (black film, empty mask).
+``ShiftScaleRotate(shift_limit=0, scale_limit=0.1, rotate_limit=10, p=0.5, border_mode=BORDER_CONSTANT)``
+on the training images (mgca/datasets/segmentation_dataset.py): with p = 0.5 a scale in [0.9, 1.1] and a
+rotation in [-10°, 10°] about the centre, no shift, zeros outside (black film, empty mask).
+:func:`augment_pairs` draws the same affine per image for the image (bilinear) and its mask (nearest) on
+the device, the whole batch at once.
 
 SIIM's training set (MGCA, the paper's [4]): every positive image and as many random negatives
 (:func:`balanced_keys`, applied by the caller before the images are built; ``negatives_per_positive``
@@ -39,17 +42,16 @@ from imitate.evaluate.data.stage_batches import StageBatch, StageBatches, StageC
 from imitate.evaluate.dense import DenseJob, run_dense
 from imitate.evaluate.device import autocast, deterministic_on_cpu, model_device
 from imitate.evaluate.fit import EpochScore
-from imitate.evaluate.heads import HeadSettings, dense_settings, fit_head, stage_cache
+from imitate.evaluate.heads import HeadSettings, dense_settings, fit_head, head_encoder, with_encoder
 from imitate.evaluate.metrics.dense import DiceAccumulator
 from imitate.evaluate.request import EvalRequest
 from imitate.losses.segmentation import segmentation_loss
 from imitate.models.frozen import FrozenStages
-from imitate.models.unet import DECODER_CHANNELS, UNetDecoder
+from imitate.models.unet import DECODER_CHANNELS, UNetHead
 
 log = logging.getLogger(__name__)
 
 AUGMENT_P = 0.5
-SHIFT_LIMIT = 0.0625  # of the side
 SCALE_LIMIT = 0.1
 ROTATION_DEGREES = 10.0
 
@@ -59,8 +61,8 @@ class Settings:
     """A segmentation run: the head's optimisation and input, the loss weight, augmentation and threshold.
 
     ``negatives_per_positive`` is the training set's negatives per positive image for :func:`balanced_keys`
-    (1 for SIIM as in MGCA; None keeps every image). ``decoder_channels`` are the widths of the five
-    decoder blocks (smp's U-Net by default; narrower ones make a CPU demo affordable).
+    (1 for SIIM as in MGCA; None keeps every image). ``decoder_channels`` are the widths of smp's five
+    U-Net decoder blocks (smp's default by default; narrower ones make a CPU demo affordable).
     """
 
     head: HeadSettings = field(default_factory=HeadSettings)
@@ -110,9 +112,9 @@ class SegmentationResult:
 def augment_pairs(images: Tensor, masks: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor, Tensor]:
     """MGCA's ShiftScaleRotate on float B x 1 x H x W images and masks, the same affine for both.
 
-    With p = ``AUGMENT_P`` per image: a shift up to ±``SHIFT_LIMIT`` of each side, a scale in
-    1 ± ``SCALE_LIMIT`` and a rotation within ±``ROTATION_DEGREES`` about the centre; images bilinear,
-    masks nearest, zeros outside. Every draw comes from ``generator`` (on the images' device); images not
+    With p = ``AUGMENT_P`` per image: a scale in 1 ± ``SCALE_LIMIT`` and a rotation within
+    ±``ROTATION_DEGREES`` about the centre, no shift (MGCA's ``shift_limit=0``); images bilinear, masks
+    nearest, zeros outside. Every draw comes from ``generator`` (on the images' device); images not
     drawn come back unchanged. Returns the images, the masks and which images were drawn (bool B).
     """
     if images.ndim != 4 or images.shape[1] != 1 or masks.shape != images.shape:
@@ -124,14 +126,13 @@ def augment_pairs(images: Tensor, masks: Tensor, generator: torch.Generator) -> 
         return (torch.rand(n, generator=generator, device=device) * 2 - 1) * limit
 
     drawn = torch.rand(n, generator=generator, device=device) < AUGMENT_P
-    shift = torch.stack([uniform(SHIFT_LIMIT), uniform(SHIFT_LIMIT)], dim=1)
     scale = 1 + uniform(SCALE_LIMIT)
     angle = uniform(math.radians(ROTATION_DEGREES))
     if not bool(drawn.any()):
         return images, masks, drawn
     with torch.autocast(device.type, enabled=False):  # the geometry in float32 under the caller's bf16 autocast
         images, masks = images.float(), masks.float()
-        grid = F.affine_grid(_sampling_affine(shift, scale, angle, images.shape[-2:]), list(images.shape),
+        grid = F.affine_grid(_sampling_affine(scale, angle, images.shape[-2:]), list(images.shape),
                              align_corners=False)
         moved_images = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         moved_masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="zeros", align_corners=False)
@@ -139,21 +140,20 @@ def augment_pairs(images: Tensor, masks: Tensor, generator: torch.Generator) -> 
     return torch.where(keep, moved_images, images), torch.where(keep, moved_masks, masks), drawn
 
 
-def _sampling_affine(shift: Tensor, scale: Tensor, angle: Tensor, size: torch.Size) -> Tensor:
-    """B x 2 x 3 ``affine_grid`` matrices that move the content by ``shift`` (fractions of the side),
-    scale it by ``scale`` and rotate it by ``angle`` (radians) about the centre.
+def _sampling_affine(scale: Tensor, angle: Tensor, size: torch.Size) -> Tensor:
+    """B x 2 x 3 ``affine_grid`` matrices that scale the content by ``scale`` and rotate it by ``angle``
+    (radians) about the centre.
 
-    The content's map is ``u -> scale R(angle) u + t`` in pixels from the centre; a grid gives, for each
-    output pixel, where to sample the input, so it holds the inverse, written in affine_grid's [-1, 1]
-    coordinates (``D`` = half the side, per axis: ``D^-1 R^-1 D / scale`` and ``-D^-1 R^-1 t / scale``).
+    The content's map is ``u -> scale R(angle) u`` in pixels from the centre; a grid gives, for each output
+    pixel, where to sample the input, so it holds the inverse, written in affine_grid's [-1, 1] coordinates
+    (``D`` = half the side, per axis: ``D^-1 R^-1 D / scale``, no offset).
     """
     height, width = size
-    half = torch.tensor([width / 2, height / 2], device=shift.device, dtype=shift.dtype)
+    half = torch.tensor([width / 2, height / 2], device=scale.device, dtype=scale.dtype)
     cos, sin = torch.cos(angle), torch.sin(angle)
     inverse = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2) / scale[:, None, None]
     linear = inverse * half[None, None, :] / half[None, :, None]
-    offset = -(inverse * (shift * 2 * half)[:, None, :]).sum(-1) / half
-    return torch.cat([linear, offset[:, :, None]], dim=2)
+    return torch.cat([linear, torch.zeros_like(linear[:, :, :1])], dim=2)
 
 
 # ---------------------------------------------------------------- training set
@@ -198,12 +198,13 @@ def segment(
     preview: int = 8,
     cache: StageCache | None = None,
 ) -> SegmentationResult:
-    """Train a U-Net decoder on ``encoder`` with ``train`` (early stopping on ``val``), Dice on ``test``.
+    """Train smp's U-Net decoder on ``encoder`` with ``train`` (early stopping on ``val``), Dice on ``test``.
 
     The images must carry masks (``DenseImages(masks=True)``) at ``settings.head.input_size``. ``preview``
     test images come back for drawing: the first by key among those with a lesion, then the others.
     ``cache`` holds the encoder's outputs of images seen before (e.g. the same validation set for every
-    subset); without it one is made for this run.
+    subset); without it one is made for this run. With ``frozen_bn: train`` the run trains the BatchNorm of
+    its own copy of ``encoder`` and caches nothing (:func:`imitate.evaluate.heads.head_encoder`).
     """
     head = settings.head
     stride = encoder.reductions[-1]
@@ -217,12 +218,13 @@ def segment(
             raise ValueError(f"{name}: the {split} images are {images.size} px, the settings' input_size "
                              f"is {head.input_size}")
     device = torch.device(head.device)
-    cache = cache if cache is not None else stage_cache(encoder, range(len(encoder.channels)), head)
+    encoder, cache = head_encoder(encoder, range(len(encoder.channels)), head, cache, name=name)
     with torch.random.fork_rng(devices=[]):  # the decoder's initialisation, without touching the caller's RNG
         torch.manual_seed(head.seed)
-        decoder = UNetDecoder(encoder.channels, settings.decoder_channels).to(device)
+        decoder = UNetHead(encoder.backbone.name, encoder.channels, settings.decoder_channels).to(device)
     if device.type == "cuda":
         decoder = decoder.to(memory_format=torch.channels_last)
+    decoder = with_encoder(decoder, encoder)
 
     def head_loss(decoder: nn.Module, batch: StageBatch) -> Tensor:
         stages, masks, _ = batch
