@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 from imitate.datasets import adapter_class, load_adapter
-from imitate.datasets.base import records_table
+from imitate.datasets.base import records_table, rejects_table
+from imitate.datasets.dataset import Prepared
 from imitate.datasets.splits import LeakageError, check_leakage, draw_splits, nested_subsets, subsets_table
+from imitate.evaluate.data.prepared import read_subsets
 
 
 def _records(n, per_patient=3, split=None):
@@ -135,6 +137,43 @@ def test_subsets_come_from_the_train_split_only():
     train = {k for k, s in zip(table["key"].to_pylist(), table["split"].to_pylist(), strict=True) if s == "train"}
     full = {k for f, k in zip(subsets["fraction"].to_pylist(), subsets["key"].to_pylist(), strict=True) if f == 100}
     assert full == train
+
+
+def _by_fraction(table, seed=None):
+    rows = table.to_pylist()
+    return {f: sorted(r["key"] for r in rows if r["fraction"] == f and r.get("seed") == seed)
+            for f in sorted({r["fraction"] for r in rows})}
+
+
+def test_subsets_drawn_per_evaluation_seed_differ_by_seed_and_keep_their_sizes(tmp_path):
+    import math
+
+    import pyarrow.parquet as pq
+
+    table = draw_splits(_records(300, per_patient=1), {"validate": 0.2, "test": 0.2}, seed=0)
+    train = sorted(k for k, s in zip(table["key"].to_pylist(), table["split"].to_pylist(), strict=True)
+                   if s == "train")
+    # without subsets_per_seed, today's one draw: the first ceil(f/100 n) of numpy's permutation by the seed
+    order = np.random.default_rng(5).permutation(len(train))
+    today = {f: sorted(train[i] for i in order[: math.ceil(f / 100 * len(train))]) for f in (1.0, 10.0, 100.0)}
+    fixed = subsets_table(table, [1, 10, 100], seed=5)
+    assert fixed.column_names == ["fraction", "key"] and _by_fraction(fixed) == today
+    per_seed = subsets_table(table, [1, 10, 100], seed=5, subset_seeds=[1, 0])
+    assert per_seed.column_names == ["seed", "fraction", "key"]
+    draws = {s: _by_fraction(per_seed, s) for s in (0, 1)}
+    for draw in draws.values():
+        assert {f: len(keys) for f, keys in draw.items()} == {1.0: 2, 10.0: 18, 100.0: 180}
+        assert set(draw[1.0]) <= set(draw[10.0]) <= set(draw[100.0]) and draw[100.0] == train
+    assert draws[0][1.0] != draws[1][1.0] and draws[0][10.0] != draws[1][10.0]
+    assert subsets_table(table, [1, 10, 100], seed=5, subset_seeds=[0, 1]).equals(per_seed)  # a rerun
+    counts = Prepared(table, rejects_table([]), per_seed, {"n_input": 300}).counts()
+    assert counts["train_subsets"] == {"1": 2, "10": 18, "100": 180}  # one draw's sizes, not the sum
+    pq.write_table(per_seed, tmp_path / "per_seed.parquet")
+    pq.write_table(fixed, tmp_path / "fixed.parquet")
+    assert read_subsets(tmp_path / "per_seed.parquet", 1) == draws[1]
+    assert read_subsets(tmp_path / "fixed.parquet", 1) == read_subsets(tmp_path / "fixed.parquet") == today
+    with pytest.raises(ValueError, match=r"drawn for evaluation seeds \[0, 1\], not for seed 2"):
+        read_subsets(tmp_path / "per_seed.parquet", 2)
 
 
 def test_unknown_options_and_modules_are_clear_errors(tmp_path):

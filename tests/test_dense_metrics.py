@@ -248,6 +248,29 @@ def test_recalls_on_the_grid_match_pycocotools():
     assert mean_average_precision(predictions, targets) == pytest.approx(expected, abs=1e-6)
 
 
+def test_map_ranks_every_detection_and_only_map_mgca_cuts_at_the_confidence_threshold():
+    truth = [np.array([[0.0, 0, 10, 10]]), np.array([[20.0, 20, 40, 40]]), np.zeros((0, 4))]
+    predictions = [
+        Detections(np.array([[0.0, 0, 10, 10], [50, 50, 60, 60]]), np.array([0.9, 0.6])),  # a hit, a miss
+        Detections(np.array([[20.0, 20, 40, 40]]), np.array([0.3])),  # a hit below MGCA's 0.5
+        Detections(np.array([[5.0, 5, 15, 15]]), np.array([0.2])),  # a miss on the healthy image
+    ]
+    cut = [Detections(p.boxes[p.scores >= 0.5], p.scores[p.scores >= 0.5]) for p in predictions]
+    thresholds = list(IOU_THRESHOLDS)
+    metrics = detection_metrics(predictions, truth, conf_threshold=0.5)
+    before = detection_metrics(predictions, truth, conf_threshold=0.5, map_conf_cut=True)
+    assert metrics["map"] == pytest.approx(_torchmetrics_map(predictions, truth, thresholds), abs=1e-6)
+    assert before["map"] == pytest.approx(_torchmetrics_map(cut, truth, thresholds), abs=1e-6)
+    # MGCA's: the confident detections of the one image with truth and a confident detection
+    assert metrics["map_mgca"] == before["map_mgca"] == pytest.approx(
+        _torchmetrics_map(cut[:1], truth[:1], thresholds), abs=1e-6)
+    # by hand (exact boxes, so every IoU threshold alike): ranked hit, miss, hit, miss over 2 truths gives
+    # precision 1 up to recall 0.5 (51 of 101 recall points) and 2/3 up to 1; cut at 0.5, recall stops at 0.5
+    assert metrics["map"] == pytest.approx((51 + 50 * 2 / 3) / 101)
+    assert before["map"] == pytest.approx(51 / 101)
+    assert metrics["map_mgca"] == pytest.approx(1.0)
+
+
 def test_a_test_set_of_rsna_size_is_scored():
     # correctness at full size only; how fast it is scored is a benchmark's business, not a test's
     rng = np.random.default_rng(0)

@@ -14,12 +14,13 @@ from PIL import Image
 
 from imitate.evaluate.data.dense import DenseImages, read_dense_targets, read_geometry
 from imitate.evaluate.data.shard_images import index_shard_images
+from imitate.evaluate.data.stage_batches import StageCache
 from imitate.evaluate.heads import HeadSettings
 from imitate.evaluate.tasks.detection import Settings, decode_detections, detect
 from imitate.losses.yolo import YOLOV3_ANCHORS, assign_targets, detection_loss, yolo_anchors
 from imitate.models.backbone import ResNetBackbone
 from imitate.models.frozen import FrozenStages
-from imitate.models.yolo import DetectionModel, YoloHead
+from imitate.models.yolo import HEAD_STAGES, DetectionModel, YoloHead
 from imitate.shards.reader import shard_paths
 from imitate.shards.writer import write_shards
 
@@ -67,7 +68,7 @@ def test_head_maps_are_anchor_major_and_objectness_starts_unlikely():
 
 def test_detection_model_trains_only_the_head_and_keeps_the_encoder_in_eval():
     encoder = _encoder()
-    model = DetectionModel(encoder, YoloHead(encoder.channels[1:])).train()
+    model = DetectionModel(encoder, YoloHead([encoder.channels[i] for i in HEAD_STAGES])).train()
     assert not encoder.training and not any(m.training for m in encoder.modules())
     statistics = {k: v.clone() for k, v in encoder.state_dict().items()}
     maps = model(torch.randn(2, 3, SIZE, SIZE))
@@ -249,7 +250,7 @@ def toy(tmp_path_factory):
     return images
 
 
-SETTINGS = Settings(HeadSettings(epochs=4, lr=2e-3, batch_size=4, input_size=SIZE, seed=3))
+SETTINGS = Settings(HeadSettings(epochs=4, lr=2e-3, batch_size=4, input_size=SIZE, seed=3, frozen_bn="eval"))
 
 
 def test_detect_runs_scores_and_repeats_on_cpu(toy):
@@ -271,7 +272,22 @@ def test_detect_runs_scores_and_repeats_on_cpu(toy):
     assert first.metrics["ap40"] > 0.5
     # ...but also reports them on the healthy images, which MGCA's subset leaves out
     assert len(first.preview[-1].scores) and not len(first.preview[-1].truth)
+    assert all((p.scores >= SETTINGS.conf_threshold).all() for p in first.preview)  # the preview shows the cut
     assert first.metrics["map"] < first.metrics["map_mgca"]
+
+
+def test_detect_with_frozen_bn_train_trains_a_copy_of_the_encoders_batchnorm(toy):
+    encoder = _encoder()
+    loaded = {k: v.clone() for k, v in encoder.state_dict().items()}
+    cache = StageCache(encoder, HEAD_STAGES, batch_size=4, budget_bytes=2**30, device="cpu")
+    settings = Settings(dataclasses.replace(SETTINGS.head, epochs=2, frozen_bn="train"), conf_threshold=0.05)
+    result = detect(encoder, toy("train"), toy("validate"), toy("test"), settings, name="toy", preview=0, cache=cache)
+    assert np.isfinite(result.metrics["map"]) and len(result.history) == 2
+    assert all(torch.equal(v, loaded[k]) for k, v in encoder.state_dict().items()) and cache.used_bytes == 0
+    frozen = detect(encoder, toy("train"), toy("validate"), toy("test"), dataclasses.replace(
+        settings, head=SETTINGS.head), name="toy", preview=0, cache=cache)
+    assert cache.used_bytes > 0
+    assert frozen.history[0].val_score != result.history[0].val_score
 
 
 def test_detect_checks_its_inputs(toy):

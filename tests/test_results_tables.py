@@ -35,7 +35,8 @@ def test_paper_rows_appear_only_for_real_datasets():
     text = markdown(_table(rows), "linear_classification", {"chex": "chexpert"})
     assert "| IMITATE (paper) | 89.10 | 89.70 | – |" in text
     assert "| Random Init (paper) | 56.10 | 65.70 | – |" in text
-    assert paper_values("zero_shot", "siim")["IMITATE"] == {"auc_macro": 89.9, "f1_macro": 69.1, "acc_macro": 85.2}
+    assert paper_values("zero_shot", "siim")["IMITATE"] == {"auc_macro": 89.9, "f1_best_macro": 69.1,
+                                                             "acc_best_macro": 85.2}
 
 
 def test_zero_shot_and_retrieval_columns():
@@ -48,6 +49,28 @@ def test_zero_shot_and_retrieval_columns():
     text = markdown(_table(rows), "retrieval", {"five": "chexpert_5x200"})
     assert text.splitlines()[2] == "| method | five precision@5 | five precision@10 | five precision@100 |"
     assert "| GLoRIA (paper) | 69.24 | 67.22 | 53.78 |" in text
+
+
+def test_the_papers_zero_shot_f1_and_acc_sit_under_the_best_threshold_columns_only():
+    metrics = {"auc_macro": 0.9, "f1_macro": 0.5, "acc_macro": 0.7, "f1_best_macro": 0.6, "acc_best_macro": 0.8}
+    text = markdown(_table(_rows("zero_shot", "pneumo", "imitate", "all", 0, metrics)), "zero_shot",
+                    {"pneumo": "siim"})
+    assert text.splitlines()[2] == ("| method | pneumo auc_macro | pneumo f1_macro | pneumo acc_macro | "
+                                    "pneumo f1_best_macro | pneumo acc_best_macro |")
+    assert "| imitate | 90.00 | 50.00 | 70.00 | 60.00 | 80.00 |" in text
+    assert "| IMITATE (paper) | 89.90 | – | – | 69.10 | 85.20 |" in text
+
+
+def test_a_cell_that_averaged_fewer_seeds_than_its_row_ran_says_how_many():
+    rows = []
+    for seed, value in ((0, 0.80), (1, float("nan")), (2, 0.90)):
+        rows += _rows("linear_classification", "rsna", "random", 10, seed, {"auc_macro": value})
+        rows += _rows("linear_classification", "rsna", "random", 100, seed, {"auc_macro": 0.7 + seed / 10})
+    rows += _rows("zero_shot", "rsna", "imitate", "all", 0, {"auc_macro": 0.5})  # a pretrained row runs one seed
+    text = markdown(_table([r for r in rows if r["task"] == "linear_classification"]), "linear_classification")
+    assert "| random | 85.00 ± 7.07 (n=2) | 80.00 ± 10.00 |" in text  # statistics by hand: mean, sample std
+    zero_shot = markdown(_table([r for r in rows if r["task"] == "zero_shot"]), "zero_shot")
+    assert "| imitate | 50.00 |" in zero_shot and "(n=" not in zero_shot
 
 
 def test_dense_tables_follow_table_v_and_the_paper_map_sits_under_map_mgca():

@@ -11,13 +11,14 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import save_file
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+from sklearn.metrics import accuracy_score, f1_score, precision_recall_curve, roc_auc_score
 from torch import nn
 
 from imitate.embed.embeddings import embedding_facts
 from imitate.embed.store import EmbeddingMismatchError
 from imitate.evaluate.tasks.zero_shot import (
     Prompts,
+    ZeroShotScores,
     classification_metrics,
     prompt_texts,
     prompts_from_config,
@@ -100,6 +101,34 @@ def test_multiclass_metrics_equal_scikit_learns(tmp_path: Path, text: TextTower)
     assert metrics["f1_macro"] == pytest.approx(f1_score(truth, pred, average="macro", labels=[0, 1, 2],
                                                          zero_division=0))
     assert metrics["acc_macro"] == pytest.approx(1 - 2 * (1 - metrics["acc"]) / 3)
+
+
+def _medklip_f1_acc(y: np.ndarray, p: np.ndarray) -> tuple[float, float]:
+    """MedKLIP's test script, restated: the first F1 maximum on scikit-learn's curve, ACC of p > threshold."""
+    precision, recall, thresholds = precision_recall_curve(y, p)
+    numerator, denom = 2 * recall * precision, recall + precision
+    f1s = np.divide(numerator, denom, out=np.zeros_like(denom), where=(denom != 0))
+    return float(np.max(f1s)), float(accuracy_score(y, p > thresholds[np.argmax(f1s)]))
+
+
+def test_best_threshold_f1_and_acc_are_medklips_beside_the_argmax_ones():
+    # label 0: prompts' argmax (p > 0.5) gives F1 2/5, the best threshold (0.4) gives 6/7 (P 3/4, R 1);
+    # label 1: F1 2/3 at both 0.1 and 0.6, MedKLIP takes the lower, where ACC (of p > 0.1) is 2/6, not 3/6
+    p = np.array([[0.9, 0.1], [0.45, 0.6], [0.6, 0.8], [0.4, 0.7], [0.3, 0.2], [0.2, 0.3]])
+    y = np.array([[1, 1], [1, 1], [0, 0], [1, 1], [0, 0], [0, 0]], dtype=np.float64)
+    scores = ZeroShotScores("multilabel", BINARY, [f"k{i}" for i in range(6)], y, p, (p > 0.5).astype(np.float64))
+    metrics = classification_metrics(scores)
+    expected = [_medklip_f1_acc(y[:, k], p[:, k]) for k in range(2)]
+    assert expected == [pytest.approx((6 / 7, 4 / 6)), pytest.approx((2 / 3, 2 / 6))]  # the hand derivation
+    for k, label in enumerate(BINARY):
+        assert metrics[f"f1:{label}"] == pytest.approx(f1_score(y[:, k], p[:, k] > 0.5))
+        assert metrics[f"acc:{label}"] == pytest.approx(accuracy_score(y[:, k], p[:, k] > 0.5))
+        assert (metrics[f"f1_best:{label}"], metrics[f"acc_best:{label}"]) == pytest.approx(expected[k])
+    assert metrics["f1:Pneumothorax"] == pytest.approx(2 / 5)
+    assert metrics["f1_best_macro"] == pytest.approx(np.mean([e[0] for e in expected]))
+    assert metrics["acc_best_macro"] == pytest.approx(np.mean([e[1] for e in expected]))
+    no_positive = replace(scores, labels=np.zeros_like(y))
+    assert np.isnan(classification_metrics(no_positive)["f1_best_macro"])
 
 
 @pytest.mark.parametrize("swapped", [False, True], ids=["paper-prompts", "prompts-swapped"])

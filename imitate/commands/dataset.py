@@ -32,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fractions", type=float, nargs="+", default=[1.0, 10.0, 100.0],
                         help="training subsets, percent of the train split")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split draw and the subsets")
+    parser.add_argument("--subset-seeds", type=int, nargs="+", default=None, metavar="SEED",
+                        help="draw the subsets once per evaluation seed (evaluate.subsets_per_seed); "
+                        "default: one draw for every seed")
     parser.add_argument("--out-dir", required=True, type=Path, help="where records/rejects/subsets/counts go")
     parser.add_argument("--run-id", default=None, help="run name recorded in provenance")
 
@@ -44,10 +47,13 @@ def main(args: argparse.Namespace) -> int:
     inputs = {role: args.root / rel for role, rel in adapter.raw_files().items()}
     settings = {"adapter": args.adapter, "options": adapter.options, "split": split_draw,
                 "fractions": args.fractions}
+    if args.subset_seeds is not None:
+        settings["subset_seeds"] = args.subset_seeds
     outputs = [args.out_dir / name for name in (RECORDS_NAME, REJECTS_NAME, SUBSETS_NAME, COUNTS_NAME)]
     with stage_run("dataset", inputs=inputs, settings=settings, outputs=outputs, run_id=args.run_id,
                    seeds={"splits": args.seed}) as run:
-        prepared = prepare_dataset(adapter, seed=args.seed, fractions=args.fractions, split_draw=split_draw)
+        prepared = prepare_dataset(adapter, seed=args.seed, fractions=args.fractions, split_draw=split_draw,
+                                   subset_seeds=args.subset_seeds)
         write_prepared(prepared, args.out_dir, run.parquet_metadata())
     log.info("%s: %s", args.name, json.dumps(prepared.counts(), sort_keys=True))
     return 0

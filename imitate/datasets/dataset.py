@@ -41,7 +41,8 @@ class Prepared:
         """Input records, kept per split, rejected per reason and subset sizes, for counts.json."""
         splits = Counter(self.records["split"].to_pylist())
         reasons = Counter(self.rejects["reason"].to_pylist())
-        subset_sizes = Counter(self.subsets["fraction"].to_pylist())
+        draws = len(set(self.subsets["seed"].to_pylist())) if "seed" in self.subsets.column_names else 1
+        subset_sizes = {f: n // draws for f, n in Counter(self.subsets["fraction"].to_pylist()).items()}
         return {
             "input_records": self.facts["n_input"],
             "records": self.records.num_rows,
@@ -84,8 +85,10 @@ def prepare_dataset(
     seed: int,
     fractions: Sequence[float],
     split_draw: Mapping[str, float] | None = None,
+    subset_seeds: Sequence[int] | None = None,
 ) -> Prepared:
-    """Read ``adapter``'s raw files and freeze its splits and ``fractions`` training subsets."""
+    """Read ``adapter``'s raw files and freeze its splits and ``fractions`` training subsets (one draw, or
+    one per evaluation seed of ``subset_seeds``: :func:`imitate.datasets.splits.subsets_table`)."""
     parsed = adapter.read()
     _check_records(adapter, parsed.records)
     if parsed.n_input != parsed.records.num_rows + parsed.rejects.num_rows:
@@ -102,7 +105,9 @@ def prepare_dataset(
     )
     facts = {**adapter.describe(), "split_draw": draw, "seed": seed, "fractions": [float(f) for f in fractions],
              "n_input": parsed.n_input}
-    return Prepared(records, rejects, subsets_table(records, fractions, seed), facts)
+    if subset_seeds is not None:
+        facts["subset_seeds"] = sorted(set(subset_seeds))
+    return Prepared(records, rejects, subsets_table(records, fractions, seed, subset_seeds), facts)
 
 
 def write_prepared(

@@ -92,11 +92,14 @@ def check_leakage(records: pa.Table, source: str) -> None:
         raise LeakageError(f"{source}: {len(leaks)} patient(s) in more than one split, e.g. {shown}")
 
 
-def nested_subsets(keys: Sequence[str], fractions: Sequence[float], seed: int) -> dict[float, list[str]]:
+def nested_subsets(
+    keys: Sequence[str], fractions: Sequence[float], seed: int | tuple[int, ...]
+) -> dict[float, list[str]]:
     """Training subsets for each percentage in ``fractions``, nested (1 % ⊂ 10 % ⊂ 100 %).
 
-    One seeded permutation of the sorted keys; fraction f takes its first ceil(f/100 · n) keys (at
-    least one), so every method and every evaluation seed sees the same images for a given subset seed.
+    One seeded permutation of the sorted keys (``seed``: an int or a tuple of ints, numpy's seed entropy);
+    fraction f takes its first ceil(f/100 · n) keys (at least one), so every method sees the same images
+    for a given subset seed, and 100 % is the whole of ``keys``.
     """
     ranked_source = sorted(keys)
     order = np.random.default_rng(seed).permutation(len(ranked_source))
@@ -110,12 +113,22 @@ def nested_subsets(keys: Sequence[str], fractions: Sequence[float], seed: int) -
     return out
 
 
-def subsets_table(records: pa.Table, fractions: Sequence[float], seed: int) -> pa.Table:
-    """The frozen training subsets: one row per (fraction, key) drawn from the train split."""
+def subsets_table(
+    records: pa.Table, fractions: Sequence[float], seed: int, subset_seeds: Sequence[int] | None = None
+) -> pa.Table:
+    """The frozen training subsets drawn from the train split's images.
+
+    Without ``subset_seeds``: one row per (fraction, key), one draw with ``seed`` that every evaluation seed
+    trains on (MGCA's fixed subset). With them (``evaluate.subsets_per_seed``): one draw per evaluation
+    seed s, with the seed entropy (``seed``, s), in rows (seed, fraction, key), so that the spread over
+    seeds includes the choice of the training images.
+    """
     keys = records.filter(pc.equal(records["split"], "train"))["key"].to_pylist()
-    if not keys:
-        return pa.table({"fraction": pa.array([], pa.float64()), "key": pa.array([], pa.string())})
-    subsets = nested_subsets(keys, fractions, seed)
-    rows = [(f, k) for f in sorted(subsets) for k in subsets[f]]
-    return pa.table({"fraction": pa.array([r[0] for r in rows], pa.float64()),
-                     "key": pa.array([r[1] for r in rows], pa.string())})
+    draws = [(None, seed)] if subset_seeds is None else [(s, (seed, s)) for s in sorted(set(subset_seeds))]
+    rows = [(draw, f, k) for draw, entropy in draws if keys
+            for f, subset in sorted(nested_subsets(keys, fractions, entropy).items()) for k in subset]
+    columns = {"fraction": pa.array([r[1] for r in rows], pa.float64()),
+               "key": pa.array([r[2] for r in rows], pa.string())}
+    if subset_seeds is not None:
+        columns = {"seed": pa.array([r[0] for r in rows], pa.int64()), **columns}
+    return pa.table(columns)

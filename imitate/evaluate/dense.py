@@ -101,7 +101,7 @@ def run_dense(
     by_seed = {seed: read_settings(request.settings, device=request.device, seed=seed) for seed in request.seeds}
     input_size = by_seed[request.seeds[0]].head.input_size
     _check_size(manifest, input_size, dataset.name)
-    subset_keys = request.training_subsets()
+    largest = max(request.training_subsets(request.seeds[0]))
 
     def images(keys: Sequence[str], split: str, seed: int) -> DenseImages:
         return DenseImages(keys, targets, geometry, index[split], input_size, masks=masks, seed=seed)
@@ -115,7 +115,7 @@ def run_dense(
                                     pretrained=request.weights_file).to(request.device)
             cache = stage_cache(encoder, stages(encoder), settings.head)
         val, test = images(sorted(index["validate"]), "validate", seed), images(sorted(index["test"]), "test", seed)
-        for fraction, keys in sorted(subset_keys.items()):
+        for fraction, keys in sorted(request.training_subsets(seed).items()):
             missing = [k for k in keys if k not in index["train"]]
             if missing:
                 raise ValueError(f"{request.subsets}: {len(missing)} subset images are not in the train shards, "
@@ -127,9 +127,9 @@ def run_dense(
             log.info("%s: %s (best epoch %d)", name, result.metrics, result.best_epoch)
             rows += result_rows(info, fraction=fraction, seed=seed, metrics=result.metrics, n_train=result.n_train,
                                 n_test=result.n_test, best_epoch=result.best_epoch)
-            if seed == request.seeds[0] and fraction == max(subset_keys):
+            if seed == request.seeds[0] and fraction == largest:
                 shown = result.preview
     if request.preview is not None and shown is not None:
         write_preview(shown, request.preview, title=f"{request.task}: {dataset.name}, {request.method.name}, "
-                                                    f"{max(subset_keys):g}% of train, seed {request.seeds[0]}")
+                                                    f"{largest:g}% of train, seed {request.seeds[0]}")
     return rows

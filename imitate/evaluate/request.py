@@ -58,9 +58,10 @@ class EvalRequest:
                        checkpoint_sha256=checkpoint, experiment=self.experiment,
                        experiment_sha256=self.experiment_sha256)
 
-    def training_subsets(self) -> dict[float, list[str]]:
-        """Training keys per evaluated fraction: every subset of the dataset, or those ``fractions`` names."""
-        subsets = read_subsets(self.subsets)
+    def training_subsets(self, seed: int | None = None) -> dict[float, list[str]]:
+        """Training keys per evaluated fraction: every subset of the dataset, or those ``fractions`` names;
+        ``seed`` picks the evaluation seed's draw where the subsets were drawn per seed."""
+        subsets = read_subsets(self.subsets, seed)
         missing = [f for f in self.fractions if f not in subsets]
         if missing:
             raise ValueError(f"{self.subsets}: no training subset for fraction(s) {missing}; it holds "

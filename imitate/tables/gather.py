@@ -24,14 +24,16 @@ CSV_COLUMNS = ("dataset", "task", "fraction", "method", "experiment", "seed", "m
 TRAINED_TASKS = ("linear_classification", "finetune_classification", "segmentation", "detection")
 # the metrics a trained task shows per fraction (classification: accuracy for multiclass sets, else macro AUC)
 DENSE_METRICS = {"segmentation": ("dice",), "detection": ("map", "map_mgca")}
-ZERO_SHOT_METRICS = ("auc_macro", "f1_macro", "acc_macro")
+# f1/acc decide by the prompts; f1_best/acc_best at the F1-maximising threshold, the paper's (MedKLIP's)
+ZERO_SHOT_METRICS = ("auc_macro", "f1_macro", "acc_macro", "f1_best_macro", "acc_best_macro")
 TITLES = {
     "linear_classification": "Linear classification (frozen encoder), cf. Table III",
     "finetune_classification": "Fine-tuned classification, cf. Table IV",
     "segmentation": "Segmentation (U-Net decoder on the frozen encoder), Dice, cf. Table V",
     "detection": "Detection (YOLOv3 head on the frozen encoder), mAP over IoU 0.40:0.05:0.75, cf. Table V; "
                  "map counts images without a prediction as misses, map_mgca skips them as MGCA (and the paper) do",
-    "zero_shot": "Zero-shot classification, cf. Table VI",
+    "zero_shot": "Zero-shot classification, cf. Table VI; f1/acc decide by the more similar prompt, f1_best/acc_best "
+                 "at each label's F1-maximising threshold as MedKLIP's script (the paper's F1 and ACC)",
     "retrieval": "Image-to-text retrieval, cf. Table VII",
 }
 Column = tuple[str, str, str]  # (dataset, fraction, metric)
@@ -69,7 +71,7 @@ def _columns(rows: Sequence[Mapping], task: str) -> list[Column]:
             columns += [(dataset, f, metric) for metric in shown if metric in metrics for f in fractions]
         elif task == "zero_shot":
             # multiclass sets (5x200) quote top-1 accuracy; binary/multi-label sets the mean per label
-            wanted = ("auc_macro", "f1_macro", "acc") if "acc" in metrics else ZERO_SHOT_METRICS
+            wanted = ("auc_macro", "f1_macro", "acc", "f1_best_macro") if "acc" in metrics else ZERO_SHOT_METRICS
             columns += [(dataset, "all", m) for m in wanted if m in metrics]
         else:
             ks = sorted((m for m in metrics if m.startswith("precision@")), key=lambda m: int(m.split("@")[1]))
@@ -119,14 +121,17 @@ def _row_name(row: Mapping) -> str:
 def markdown(table: pa.Table, task: str, real: Mapping[str, str] | None = None) -> str:
     """A paper-style Markdown table of ``task``: methods as rows, mean ± std over seeds (× 100).
 
-    ``real`` maps the datasets that hold real data to their adapter; for those, the paper's reported
-    numbers are added as rows.
+    A cell that averaged fewer seeds than its row ran (a seed gave NaN) says how many, as
+    :func:`mean_std_cell` does for the ablation tables. ``real`` maps the datasets that hold real data to
+    their adapter; for those, the paper's reported numbers are added as rows.
     """
     rows = table.to_pylist()
     columns = _columns(rows, task)
     cell: dict[tuple[str, Column], list[float]] = {}
+    row_seeds: dict[str, set[int]] = {}  # a row's seeds: the pretrained zero-shot/retrieval rows run one
     for r in rows:
         cell.setdefault((_row_name(r), (r["dataset"], r["fraction"], r["metric"])), []).append(r["value"])
+        row_seeds.setdefault(_row_name(r), set()).add(r["seed"])
     seeds = sorted({r["seed"] for r in rows})
     lines = [
         f"**{TITLES[task]}** — × 100, mean ± standard deviation over seeds {', '.join(map(str, seeds))}",
@@ -134,7 +139,8 @@ def markdown(table: pa.Table, task: str, real: Mapping[str, str] | None = None) 
         "| method | " + " | ".join(_header(c, task) for c in columns) + " |",
         "|---|" + "---:|" * len(columns),
     ]
-    for method in sorted({_row_name(r) for r in rows}, key=lambda name: ("[" in name, name)):
-        lines.append(f"| {method} | " + " | ".join(mean_std_cell(cell.get((method, c), [])) for c in columns) + " |")
+    for method in sorted(row_seeds, key=lambda name: ("[" in name, name)):
+        texts = [mean_std_cell(cell.get((method, c), []), len(row_seeds[method])) for c in columns]
+        lines.append(f"| {method} | " + " | ".join(texts) + " |")
     lines += _paper_rows(columns, task, real or {})
     return "\n".join(lines) + "\n"

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from imitate.datasets.dataset import read_records
@@ -60,9 +61,16 @@ def load_eval_dataset(records: str | Path) -> EvalDataset:
     )
 
 
-def read_subsets(path: str | Path) -> dict[float, list[str]]:
-    """Training keys per subset fraction (percent), from a prepared ``subsets.parquet``."""
+def read_subsets(path: str | Path, seed: int | None = None) -> dict[float, list[str]]:
+    """Training keys per subset fraction (percent), from a prepared ``subsets.parquet``: its one draw, or
+    in a file drawn per evaluation seed (``evaluate.subsets_per_seed``: a ``seed`` column), that of ``seed``."""
     table = pq.read_table(path)
+    if "seed" in table.column_names:
+        drawn = sorted(set(table["seed"].to_pylist()))
+        if seed not in drawn:
+            raise ValueError(f"{path}: training subsets drawn for evaluation seeds {drawn}, not for seed {seed} "
+                             f"(rerun the dataset rule with this evaluate.seeds)")
+        table = table.filter(pc.equal(table["seed"], seed))
     out: dict[float, list[str]] = {}
     for fraction, key in zip(table["fraction"].to_pylist(), table["key"].to_pylist(), strict=True):
         out.setdefault(float(fraction), []).append(key)

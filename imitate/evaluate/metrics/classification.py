@@ -68,6 +68,32 @@ def f1(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     return 2.0 * tp / denominator if denominator else 0.0
 
 
+def best_threshold_f1_acc(y_true: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """MedKLIP's F1 and accuracy of one label: the F1-maximising threshold of the precision-recall curve.
+
+    As MedKLIP's test script: for each distinct score t, precision P and recall R of ``scores >= t`` (what
+    scikit-learn's ``precision_recall_curve`` lists), F1 = 2RP / (R + P), 0 where R + P = 0; the threshold
+    is the first maximum in increasing t (``np.argmax`` over that curve: ties go to the lowest threshold).
+    The accuracy is then of ``scores > t``, MedKLIP's strict inequality, which counts the images scoring
+    exactly t as negative. Both NaN when ``y_true`` has no positive (no recall).
+    """
+    y_true = np.asarray(y_true).astype(bool)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos = int(y_true.sum())
+    if n_pos == 0:
+        return float("nan"), float("nan")
+    order = np.argsort(-scores, kind="mergesort")
+    ranked = scores[order]
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # the last image of each distinct score
+    tps = np.cumsum(y_true[order], dtype=np.float64)[last]
+    precision, recall = tps / (last + 1), tps / n_pos
+    denominator = recall + precision
+    f1s = np.divide(2 * recall * precision, denominator, out=np.zeros_like(denominator), where=denominator != 0)
+    best = len(f1s) - 1 - int(np.argmax(f1s[::-1]))  # descending scores here: the last maximum is the lowest t
+    threshold = ranked[last[best]]
+    return float(f1s[best]), float(((scores > threshold) == y_true).mean())
+
+
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
     """Unweighted mean over ``n_classes`` classes of the one-vs-rest F1 of class-index vectors."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)

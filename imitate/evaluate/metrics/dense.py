@@ -8,10 +8,12 @@ Both follow MGCA's protocol, which IMITATE says it uses, with its choices made e
   dominate it. ``DiceAccumulator`` keeps one number per image, so a test set never has to be in memory as masks.
 - Detection AP is single-class COCO AP as pycocotools' ``COCOeval`` computes it (area "all", 100 detections per
   image, precision sampled at 101 recall points), written out in numpy and checked against torchmetrics'
-  pycocotools backend in the tests. mAP averages it over IoU 0.40:0.05:0.75. MGCA's detector drops the images
-  without ground truth or without any prediction before it computes mAP, so its number ignores missed images and
-  false positives on healthy images. ``mgca_mean_average_precision`` reproduces that for comparison with published
-  numbers; ``mean_average_precision`` does not drop any image.
+  pycocotools backend in the tests. mAP averages it over IoU 0.40:0.05:0.75 (MGCA's thresholds). MGCA keeps only
+  the detections scoring at least 0.5 and then drops the images without ground truth or without any such
+  detection before it computes mAP, so its number ignores missed images and false positives on healthy images,
+  and its precision-recall curve ends where the confidence cut does. ``detection_metrics`` reports both:
+  ``map_mgca`` as MGCA computes it, and ``map`` as COCO does: every image, every detection (the 100 best per
+  image, COCO's ``maxDets``) ranked by score with no confidence cut before AP.
 """
 
 from __future__ import annotations
@@ -291,9 +293,28 @@ def mgca_mean_average_precision(
     return float(_average_precisions(predictions, targets, _checked_thresholds(iou_thresholds))[1].mean())
 
 
-def detection_metrics(predictions: Sequence[Detections], targets: Sequence[np.ndarray]) -> dict[str, float]:
-    """``map`` (ours, all images), ``map_mgca`` (MGCA's subset), ``ap40`` and ``ap75`` over ``IOU_THRESHOLDS``."""
+def confident(predictions: Sequence[Detections], conf_threshold: float) -> list[Detections]:
+    """Each image's detections scoring at least ``conf_threshold``."""
+    return [Detections(p.boxes[p.scores >= conf_threshold], p.scores[p.scores >= conf_threshold]) for p in predictions]
+
+
+def detection_metrics(
+    predictions: Sequence[Detections],
+    targets: Sequence[np.ndarray],
+    *,
+    conf_threshold: float = 0.5,
+    map_conf_cut: bool = False,
+) -> dict[str, float]:
+    """``map``, ``map_mgca``, ``ap40`` and ``ap75`` over ``IOU_THRESHOLDS`` of uncut ``predictions``.
+
+    ``map`` (and its ends ``ap40``, ``ap75``) is COCO's: all images and all detections, no confidence cut
+    (with ``map_conf_cut``, the detections scoring at least ``conf_threshold`` only, as before COCO's was
+    used). ``map_mgca`` is MGCA's: detections scoring at least ``conf_threshold`` (MGCA: 0.5), on the images
+    with ground truth and with such a detection.
+    """
     targets = _checked_inputs(predictions, targets)
     thresholds = np.asarray(IOU_THRESHOLDS)
-    aps, mgca_aps = _average_precisions(predictions, targets, thresholds)
+    cut = confident(predictions, conf_threshold)
+    aps = _average_precisions(cut if map_conf_cut else predictions, targets, thresholds)[0]
+    mgca_aps = _average_precisions(cut, targets, thresholds)[1]
     return {"map": float(aps.mean()), "map_mgca": float(mgca_aps.mean()), "ap40": float(aps[0]), "ap75": float(aps[-1])}

@@ -3,14 +3,17 @@
 The paper follows MGCA: YOLOv3 on the pretrained ResNet's stages 2-4, only the head trained, no data
 augmentation, AdamW lr 5e-4, weight decay 1e-6, batch 16, up to 50 epochs with early stopping on the
 validation loss (:func:`imitate.evaluate.heads.fit_head`; the loss below, in eval mode). Images
-are squashed to ``input_size`` (MGCA: 224) and normalised as in pretraining.
+are squashed to ``input_size`` (MGCA: 224) and normalised as in pretraining. The frozen encoder's
+BatchNorm trains on the training batches as in MGCA (``frozen_bn``, :mod:`imitate.models.frozen`).
 
 YOLOv3, one class: the head is :mod:`imitate.models.yolo`; anchors, target assignment, box decoding and
-the loss are :mod:`imitate.losses.yolo`. Detections are the boxes scoring at least ``conf_threshold``
-(MGCA: 0.5) after NMS at IoU ``nms_iou`` (0.5), at most 100 per image.
+the loss are :mod:`imitate.losses.yolo`. Detections are the boxes left by NMS at IoU ``nms_iou`` (0.5), at
+most 100 per image, best first.
 
-Metrics: :func:`imitate.evaluate.metrics.dense.detection_metrics` over all test images (``map``) and over
-MGCA's subset (``map_mgca``, which skips images without ground truth or without predictions). Boxes are
+Metrics: :func:`imitate.evaluate.metrics.dense.detection_metrics`: ``map`` is COCO's, over all test images and
+all those detections (no confidence cut before AP; ``map_conf_cut`` restores the cut); ``map_mgca`` is MGCA's,
+over the detections scoring at least ``conf_threshold`` (MGCA: 0.5) on the images with ground truth and with
+such a detection. The preview shows the detections above ``conf_threshold``. Boxes are
 compared in input pixels: squashing the image to a square scales x and y separately, and IoU is unchanged
 by such an axis-aligned scaling, so mapping back to original pixels would not change any score.
 
@@ -35,8 +38,8 @@ from imitate.evaluate.data.stage_batches import StageBatch, StageBatches, StageC
 from imitate.evaluate.dense import DenseJob, run_dense
 from imitate.evaluate.device import autocast, deterministic_on_cpu, model_device
 from imitate.evaluate.fit import EpochScore
-from imitate.evaluate.heads import HeadSettings, dense_settings, fit_head, stage_cache
-from imitate.evaluate.metrics.dense import Detections, detection_metrics
+from imitate.evaluate.heads import HeadSettings, dense_settings, fit_head, head_encoder, with_encoder
+from imitate.evaluate.metrics.dense import Detections, confident, detection_metrics
 from imitate.evaluate.request import EvalRequest
 from imitate.losses.yolo import decode_boxes, detection_loss, yolo_anchors
 from imitate.models.frozen import FrozenStages
@@ -49,11 +52,13 @@ MAX_DETECTIONS = 100
 
 @dataclass(frozen=True)
 class Settings:
-    """The head's training (MGCA's detection input, 224) and the decoding thresholds (MGCA's, 0.5 both)."""
+    """The head's training (MGCA's detection input, 224), the decoding thresholds (MGCA's, 0.5 both) and
+    whether ``map`` too is computed after the confidence cut (``map_conf_cut``; COCO's: not)."""
 
     head: HeadSettings = field(default_factory=lambda: HeadSettings(input_size=224))
     conf_threshold: float = 0.5
     nms_iou: float = 0.5
+    map_conf_cut: bool = False
     head_widths: tuple[int, ...] | None = None  # YoloHead's block widths, finest first (None: YOLOv3's)
 
     def __post_init__(self) -> None:
@@ -127,7 +132,8 @@ def detect(
     The three sets must be built at ``settings.head.input_size`` with ``masks=False``. ``preview`` test images
     come back with their boxes: the first by key among those with ground truth, then the others. ``cache``
     holds the encoder's outputs of images seen before (nothing is augmented, so the training images too);
-    without it one is made for this run.
+    without it one is made for this run. With ``frozen_bn: train`` the run trains the BatchNorm of its own
+    copy of ``encoder`` and caches nothing (:func:`imitate.evaluate.heads.head_encoder`).
     """
     size = settings.head.input_size
     for split, images in (("train", train), ("validate", val), ("test", test)):
@@ -138,12 +144,13 @@ def detect(
     if not len(test) or preview < 0:
         raise ValueError(f"{name}: detection needs test images and preview >= 0, got {len(test)} and {preview}")
     device = torch.device(settings.head.device)
-    cache = cache if cache is not None else stage_cache(encoder, HEAD_STAGES, settings.head)
+    encoder, cache = head_encoder(encoder, HEAD_STAGES, settings.head, cache, name=name)
     with torch.random.fork_rng(devices=[]):  # the head's initialisation, without touching the caller's RNG
         torch.manual_seed(settings.head.seed)
         head = YoloHead([encoder.channels[i] for i in HEAD_STAGES], widths=settings.head_widths).to(device)
     if device.type == "cuda":
         head = head.to(memory_format=torch.channels_last)
+    head = with_encoder(head, encoder)
     anchors = yolo_anchors(size).to(device)
 
     def head_loss(head: nn.Module, batch: StageBatch) -> Tensor:
@@ -155,16 +162,17 @@ def detect(
     fit = fit_head(head, head_loss, train_batches, val_batches, settings.head, name=name)
     predictions = _predict(head, test_batches, anchors, settings)
     truths = [test.boxes(i) for i in range(len(test))]
-    metrics = detection_metrics(predictions, truths)
+    metrics = detection_metrics(predictions, truths, conf_threshold=settings.conf_threshold,
+                                map_conf_cut=settings.map_conf_cut)
     log.info("%s: best epoch %d, test %s", name, fit.best_epoch,
              ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return DetectionResult(metrics, fit.best_epoch, len(train), len(test), fit.history,
-                           _previews(test, truths, predictions, preview))
+                           _previews(test, truths, confident(predictions, settings.conf_threshold), preview))
 
 
 @torch.inference_mode()
 def _predict(head: nn.Module, batches: StageBatches, anchors: Tensor, settings: Settings) -> list[Detections]:
-    """The detections of every image of ``batches``, in order, in eval mode."""
+    """The detections of every image of ``batches``, in order, in eval mode: NMS and the 100 best, no cut."""
     head.eval()
     device = model_device(head)
     detections: list[Detections] = []
@@ -172,8 +180,8 @@ def _predict(head: nn.Module, batches: StageBatches, anchors: Tensor, settings: 
         for stages, _, _ in batches.epoch(0, shuffle=False):
             with autocast(device):
                 maps = head(stages)
-            detections += decode_detections(maps, anchors, settings.head.input_size,
-                                            conf_threshold=settings.conf_threshold, nms_iou=settings.nms_iou)
+            detections += decode_detections(maps, anchors, settings.head.input_size, conf_threshold=0.0,
+                                            nms_iou=settings.nms_iou)
     return detections
 
 

@@ -242,10 +242,9 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
     dataset = request.dataset()
     info = request.run_info(dataset)
     rows: list[dict[str, object]] = []
-    fractions = sorted(request.training_subsets().items())
     for seed in request.seeds:
         settings = Settings.from_block(request.settings, crop_size=request.crop_size, device=request.device, seed=seed)
-        for fraction, keys in fractions:
+        for fraction, keys in sorted(request.training_subsets(seed).items()):
             encoder = build_encoder(request.method, request.backbone, seed=seed, pretrained=request.weights_file)
             result = finetune(encoder, encoder.num_features, dataset, request.shards, keys, settings)
             rows += result_rows(info, fraction=fraction, seed=seed, metrics=result.metrics, n_train=result.n_train,

@@ -154,10 +154,10 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
     """
     dataset = request.dataset()
     info = request.run_info(dataset)
-    fractions = request.training_subsets()
     rows: list[dict[str, object]] = []
     feats: dict[str, Features] | None = None
     for seed in request.seeds:
+        fractions = request.training_subsets(seed)
         if feats is None or request.method.is_random:
             feats = split_features(request, seed)
         val = (feats["validate"].values, dataset.targets(feats["validate"].keys))
