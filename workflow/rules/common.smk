@@ -176,6 +176,7 @@ def dataset_params(wildcards):
         "options": json.dumps(entry.get("options", {}), sort_keys=True),
         "split": f"--split {shlex.quote(json.dumps(entry['split'], sort_keys=True))}" if "split" in entry else "",
         "image_size": entry["image_size"],
+        "resize": entry["resize"],
     }
 
 

@@ -49,12 +49,18 @@ rule dataset:
         entry=dataset_params,
         fractions=" ".join(str(f) for f in config["evaluate"]["fractions"]),
         seed=config["seed"],
+        # evaluate.subsets_per_seed: one draw of the subsets per evaluation seed
+        subset_seeds=(
+            " --subset-seeds " + " ".join(str(s) for s in config["evaluate"]["seeds"])
+            if config["evaluate"]["subsets_per_seed"]
+            else ""
+        ),
     conda:
         "../../envs/imitate.yaml"
     shell:
         "IMITATE_RULE=dataset IMITATE_WILDCARDS={wildcards:q} python -m imitate dataset {wildcards.dataset}"
         " --adapter {params.entry[adapter]} --root {params.entry[root]} --options {params.entry[options]:q}"
-        " {params.entry[split]} --fractions {params.fractions} --seed {params.seed}"
+        " {params.entry[split]} --fractions {params.fractions} --seed {params.seed}{params.subset_seeds}"
         " --out-dir results/datasets/{wildcards.dataset} --run-id {params.run_id} > {log} 2>&1"
 
 
@@ -80,6 +86,7 @@ rule dataset_shards:
     shell:
         "IMITATE_RULE=dataset_shards IMITATE_WILDCARDS={wildcards:q} python -m imitate shards {input.records}"
         " --root {params.entry[root]} --out results/datasets/{wildcards.dataset}/shards"
-        " --image-size {params.entry[image_size]} --samples-per-shard {params.cfg[samples_per_shard]}"
+        " --image-size {params.entry[image_size]} --resize {params.entry[resize]}"
+        " --samples-per-shard {params.cfg[samples_per_shard]}"
         " --format {params.cfg[format]} --jpeg-quality {params.cfg[jpeg_quality]}"
         " --workers {threads} --run-id {params.run_id} > {log} 2>&1"
