@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,7 +30,7 @@ from imitate.evaluate.data.stage_batches import StageBatch, StageBatches, StageC
 from imitate.evaluate.device import autocast, deterministic_on_cpu
 from imitate.evaluate.fit import FitResult, Selection, fit
 from imitate.evaluate.settings import from_block
-from imitate.models.frozen import BATCHNORM_MODES, FrozenStages
+from imitate.models.frozen import FrozenStages, check_batchnorm
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,7 @@ class HeadSettings:
             raise ValueError(f"need epochs, patience, batch_size >= 1, input_size >= 32, workers >= 0: {self}")
         if not self.cache_gib >= 0:
             raise ValueError(f"cache_gib must be >= 0, got {self.cache_gib}")
-        if self.frozen_bn not in BATCHNORM_MODES:
-            raise ValueError(f"frozen_bn must be one of {BATCHNORM_MODES}, got {self.frozen_bn!r}")
+        check_batchnorm(self.frozen_bn, "frozen_bn")
         if torch.device(self.device).type not in ("cpu", "cuda"):
             raise ValueError(f"device must be cpu or cuda, got {self.device!r}")
 
@@ -95,8 +94,7 @@ def head_encoder(
              "statistics and updates its running ones (MGCA's), so its outputs are computed every epoch, "
              "not cached", name)
     encoder = encoder.with_batchnorm("train")
-    return encoder, StageCache(encoder, tuple(stages), batch_size=settings.batch_size, device=settings.device,
-                               budget_bytes=0, workers=settings.workers)
+    return encoder, stage_cache(encoder, stages, replace(settings, cache_gib=0))
 
 
 class WithEncoder(nn.Module):

@@ -22,13 +22,18 @@ BATCHNORM_MODES = ("eval", "train")
 STEM_REDUCTION = 2
 
 
+def check_batchnorm(mode: str, name: str = "batchnorm") -> None:
+    """Raise ``ValueError`` naming ``name`` unless ``mode`` is one of :data:`BATCHNORM_MODES`."""
+    if mode not in BATCHNORM_MODES:
+        raise ValueError(f"{name} must be one of {BATCHNORM_MODES}, got {mode!r}")
+
+
 class FrozenStages(nn.Module):
     """The stem's and the four stages' outputs of a frozen :class:`ResNetBackbone` (no gradients)."""
 
     def __init__(self, backbone: ResNetBackbone, batchnorm: str = "eval") -> None:
         super().__init__()
-        if batchnorm not in BATCHNORM_MODES:
-            raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {batchnorm!r}")
+        check_batchnorm(batchnorm)
         self.batchnorm = batchnorm
         self.backbone = backbone.requires_grad_(False).eval()
         self.channels = (backbone.conv1.out_channels, *(info.channels for info in backbone.feature_info))
@@ -40,8 +45,7 @@ class FrozenStages(nn.Module):
 
     def with_batchnorm(self, batchnorm: str) -> FrozenStages:
         """A copy (own running statistics, in eval mode until :meth:`train`) whose BatchNorm is ``batchnorm``."""
-        if batchnorm not in BATCHNORM_MODES:
-            raise ValueError(f"batchnorm must be one of {BATCHNORM_MODES}, got {batchnorm!r}")
+        check_batchnorm(batchnorm)
         twin = copy.deepcopy(self).eval()
         twin.batchnorm = batchnorm
         return twin

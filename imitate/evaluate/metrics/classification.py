@@ -45,11 +45,16 @@ def per_label_auc(y_true: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return np.array([roc_auc(y_true[:, k], scores[:, k]) for k in range(y_true.shape[1])])
 
 
+def defined_mean(values: Sequence[float] | np.ndarray) -> float:
+    """Mean of the values that are not NaN (NaN if none is): a macro mean over the labels that have one."""
+    values = np.asarray(values, dtype=np.float64)
+    valid = values[~np.isnan(values)]
+    return float(valid.mean()) if len(valid) else float("nan")
+
+
 def macro_auc(y_true: np.ndarray, scores: np.ndarray) -> float:
     """Mean AUC over the labels that have both classes in ``y_true`` (NaN if none has)."""
-    aucs = per_label_auc(y_true, scores)
-    valid = aucs[~np.isnan(aucs)]
-    return float(valid.mean()) if len(valid) else float("nan")
+    return defined_mean(per_label_auc(y_true, scores))
 
 
 def accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:

@@ -314,7 +314,7 @@ def detection_metrics(
     """
     targets = _checked_inputs(predictions, targets)
     thresholds = np.asarray(IOU_THRESHOLDS)
-    cut = confident(predictions, conf_threshold)
-    aps = _average_precisions(cut if map_conf_cut else predictions, targets, thresholds)[0]
-    mgca_aps = _average_precisions(cut, targets, thresholds)[1]
+    aps, mgca_aps = _average_precisions(confident(predictions, conf_threshold), targets, thresholds)
+    if not map_conf_cut:
+        aps = _average_precisions(predictions, targets, thresholds)[0]
     return {"map": float(aps.mean()), "map_mgca": float(mgca_aps.mean()), "ap40": float(aps[0]), "ap75": float(aps[-1])}

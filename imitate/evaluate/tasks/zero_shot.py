@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from imitate.evaluate.data.prepared import EvalDataset
-from imitate.evaluate.metrics.classification import accuracy, best_threshold_f1_acc, f1, macro_auc, roc_auc
+from imitate.evaluate.metrics.classification import accuracy, best_threshold_f1_acc, defined_mean, f1, roc_auc
 from imitate.evaluate.request import EvalRequest
 from imitate.evaluate.settings import from_block
 from imitate.evaluate.vision_language import (
@@ -167,15 +167,13 @@ def classification_metrics(scores: ZeroShotScores) -> dict[str, float]:
     if undefined:
         log.warning("labels %s have test images of one class only: no AUC", undefined)
     out = {
-        "auc_macro": macro_auc(y, p),
+        "auc_macro": defined_mean(per_label["auc"]),
         "f1_macro": float(np.mean(per_label["f1"])),
         "acc_macro": float(np.mean(per_label["acc"])),
     }
     if scores.kind == "multiclass":
         out["acc"] = accuracy(y.argmax(axis=1), pred.argmax(axis=1))
-    for metric in ("f1_best", "acc_best"):
-        defined = [v for v in per_label[metric] if not np.isnan(v)]
-        out[f"{metric}_macro"] = float(np.mean(defined)) if defined else float("nan")
+    out |= {f"{metric}_macro": defined_mean(per_label[metric]) for metric in ("f1_best", "acc_best")}
     for metric, values in per_label.items():
         out.update({f"{metric}:{name}": value for name, value in zip(scores.label_names, values, strict=True)})
     return out
