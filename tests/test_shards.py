@@ -22,6 +22,7 @@ from pydicom.encaps import encapsulate
 from pydicom.uid import ExplicitVRLittleEndian
 
 from imitate.commands import shards as shards_command
+from imitate.images import prepare
 from imitate.shards import writer
 from imitate.shards.reader import count_samples, iter_samples, shard_paths
 from imitate.shards.writer import write_shards
@@ -204,14 +205,14 @@ def test_no_patient_data_reaches_any_output(images, tmp_path: Path) -> None:
 
 def test_crash_leaves_no_partial_shard(images, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root, rows = images
-    real_read = writer.read_image
+    real_read = prepare.read_image
 
     def failing_read(path, min_shorter_side=None):
         if Path(path).name == "img0.png":  # key k09: the last train shard
             raise RuntimeError("disk vanished")
         return real_read(path, min_shorter_side)
 
-    monkeypatch.setattr(writer, "read_image", failing_read)
+    monkeypatch.setattr(prepare, "read_image", failing_read)
     out = tmp_path / "out"
     with pytest.raises(RuntimeError, match="disk vanished"):
         write_shards(pa.Table.from_pylist(rows), root, out, image_size=48, samples_per_shard=3)

@@ -26,7 +26,6 @@ import io
 import itertools
 import json
 import logging
-import math
 import multiprocessing
 import os
 import re
@@ -39,11 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from PIL import Image
 
-from imitate.images.crop import Box, crop_nonzero
-from imitate.images.pixels import ImageError, read_image
-from imitate.images.resize import REDUCING_GAP, RESIZE_MODES, placement, resize_image
+from imitate.images.pixels import ImageError
+from imitate.images.prepare import IMAGE_FORMATS, encode_image, prepare_image
+from imitate.images.resize import RESIZE_MODES
 from imitate.io.parquet import write_table
 from imitate.shards.plan import OPTIONAL_COLUMNS, ShardPlan, load_rows, plan_shards
 
@@ -52,8 +50,6 @@ log = logging.getLogger(__name__)
 TAR_MTIME = 946_684_800  # 2000-01-01T00:00:00Z: fixed so that reruns give the same bytes
 TAR_MODE = 0o444
 SHARD_NAME = re.compile(r"^[A-Za-z0-9_]+-\d{6}\.tar$")
-IMAGE_FORMATS = {"png": "PNG", "jpg": "JPEG"}
-PNG_COMPRESS_LEVEL = 6
 METADATA_KEY = "imitate.shards"
 
 GEOMETRY_COLUMNS: dict[str, pa.DataType] = {
@@ -227,41 +223,17 @@ def _write_all(
 def _encode(
     path: str, *, image_size: int, image_format: str, jpeg_quality: int, crop: bool, resize: str
 ) -> _Encoded | ImageError:
-    """Decode, crop, resize and compress one image (runs in the worker processes).
-
-    A JPEG may be decoded at reduced scale, its shorter side down to ``REDUCING_GAP`` times
-    ``image_size`` (the margin Pillow's own resize keeps). Every mode scales each axis by at most
-    ``image_size / shorter side`` (``square`` shrinks the longer axis more, ``pad`` both), so each axis
-    keeps that margin over its output length. Not when cropping, whose box is kept in exact original
-    pixels.
-    """
+    """Decode, crop, resize and compress one image (runs in the worker processes; see
+    :func:`imitate.images.prepare.prepare_image`)."""
     try:
-        pixels = read_image(path, None if crop else math.ceil(image_size * REDUCING_GAP))
+        image = prepare_image(path, image_size=image_size, resize=resize, crop=crop)
     except ImageError as exc:
         return exc
-    if crop:
-        array, box = crop_nonzero(pixels.array)
-    else:
-        array, box = pixels.array, (0, 0, pixels.orig_width, pixels.orig_height)
-    box = _shown_box(box, placement(*array.shape, image_size, resize))
-    array = resize_image(array, image_size, resize)
-    buffer = io.BytesIO()
-    if image_format == "png":
-        Image.fromarray(array).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    else:
-        Image.fromarray(array).save(buffer, format="JPEG", quality=jpeg_quality)
-    height, width = array.shape
-    return _Encoded(buffer.getvalue(), width, height, pixels.orig_width, pixels.orig_height, box, pixels.pixel_spacing)
-
-
-def _shown_box(crop_box: Box, placed: tuple[tuple[int, int], Box]) -> tuple[float, float, float, float]:
-    """The original-pixel box the whole shard image shows: ``crop_box`` widened by any padding."""
-    (out_height, out_width), (cx0, cy0, cx1, cy1) = placed
-    if (cx0, cy0, cx1, cy1) == (0, 0, out_width, out_height):
-        return crop_box
-    x0, y0, x1, y1 = crop_box
-    sx, sy = (x1 - x0) / (cx1 - cx0), (y1 - y0) / (cy1 - cy0)
-    return x0 - cx0 * sx, y0 - cy0 * sy, x0 + (out_width - cx0) * sx, y0 + (out_height - cy0) * sy
+    height, width = image.array.shape
+    return _Encoded(
+        encode_image(image.array, image_format, jpeg_quality), width, height, image.orig_width, image.orig_height,
+        image.shown_box, image.pixel_spacing,
+    )
 
 
 def _write_shard(
