@@ -114,6 +114,25 @@ def embed_unique(
     return out, n_truncated, max(lengths, default=0)
 
 
+def embed_as_stored(
+    encoder: TextEncoder, texts: Sequence[str | None], settings: EmbedSettings, device: torch.device
+) -> np.ndarray:
+    """The vectors of ``texts`` exactly as this stage stores them, in order: float32 (N, D).
+
+    Whitespace-normalised, each distinct text embedded once (in the same length-sorted batches) and
+    rounded to the storage ``dtype``, so a text embedded later matches the training embeddings.
+    """
+    normalised = [normalise(t) for t in texts]
+    blank = [i for i, t in enumerate(normalised) if t is None]
+    if blank:
+        raise ValueError(f"texts at positions {blank[:5]} are empty: there is nothing to embed")
+    unique = sorted(set(normalised))
+    raw, _, _ = embed_unique(encoder, unique, settings, device)
+    stored = raw.astype(np.float16 if settings.dtype == "float16" else np.float32).astype(np.float32)
+    position = {t: i for i, t in enumerate(unique)}
+    return stored[[position[t] for t in normalised]]
+
+
 def _embedding_column(values: list[str | None], index: dict[str, int], table: np.ndarray, dtype) -> pa.Array:
     dim = table.shape[1]
     flat = np.zeros((len(values), dim), dtype=dtype)

@@ -20,14 +20,12 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from imitate.embed.embeddings import (
     EmbedSettings,
     TextSettings,
-    embed_unique,
+    embed_as_stored,
     embedding_facts,
-    normalise,
     text_settings,
 )
 from imitate.embed.encoder import TextEncoder, load_encoder
@@ -126,22 +124,14 @@ def check_text_tower(joint: JointModel, text: TextTower) -> None:
 def embed_texts(joint: JointModel, texts: Sequence[str | None], text: TextTower, *, device: str = "cpu") -> np.ndarray:
     """``normalize(text_proj(E_t(t)))`` for each of ``texts``, in order: (N, proj_dim) float32.
 
-    Texts are whitespace-normalised and each distinct one is embedded once, then rounded to the embed
-    stage's storage dtype, as pretraining saw its embeddings.
+    The E_t vectors are made as the embed stage made the training embeddings
+    (:func:`imitate.embed.embeddings.embed_as_stored`).
     """
     check_text_tower(joint, text)
-    normalised = [normalise(t) for t in texts]
-    blank = [i for i, t in enumerate(normalised) if t is None]
-    if blank:
-        raise ValueError(f"texts at positions {blank[:5]} are empty: there is nothing to embed")
-    unique = sorted(set(normalised))
-    raw, _, _ = embed_unique(text.encoder, unique, text.settings, torch.device(device))
-    stored = raw.astype(np.float16 if text.settings.dtype == "float16" else np.float32).astype(np.float32)
+    stored = embed_as_stored(text.encoder, texts, text.settings, torch.device(device))
     model = joint.model.to(device)  # outside inference mode, so the moved weights stay ordinary tensors
     with torch.inference_mode():
-        projected = F.normalize(model.text_proj(torch.from_numpy(stored).to(device)), dim=-1).cpu().numpy()
-    position = {t: i for i, t in enumerate(unique)}
-    return projected[[position[t] for t in normalised]]
+        return model.embed_text(torch.from_numpy(stored).to(device)).cpu().numpy()
 
 
 def embed_images(
@@ -149,11 +139,7 @@ def embed_images(
 ) -> Features:
     """``normalize(high_proj(pool(last stage)))`` of every image of ``shards``, in shard order."""
     model = joint.model.to(device)
-
-    def encode(images: torch.Tensor) -> torch.Tensor:
-        return F.normalize(model.high_proj(model.encoder()(images)), dim=-1)
-
-    return extract_features(encode, shards, crop_size=crop_size, batch_size=batch_size, device=device)
+    return extract_features(model.embed_image, shards, crop_size=crop_size, batch_size=batch_size, device=device)
 
 
 def embed_split(

@@ -70,6 +70,14 @@ class ImitateModel(nn.Module):
         """The bare vision encoder E_v (P(·) and the projectors omitted), as used downstream."""
         return self.backbone
 
+    def embed_image(self, images: Tensor) -> Tensor:
+        """Images in the joint space (zero-shot, retrieval): ``normalize(high_proj(pool(last stage)))``, z_{v,h}."""
+        return F.normalize(self.high_proj(self.backbone(images)), dim=-1)
+
+    def embed_text(self, embeddings: Tensor) -> Tensor:
+        """Frozen text-encoder vectors in the joint space: ``normalize(text_proj(e))``."""
+        return F.normalize(self.text_proj(embeddings.float()), dim=-1)
+
     def _vision(self, view: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         features = self.backbone.forward_features(view)
         high = F.normalize(self.high_proj(self.backbone.pool(features[-1])), dim=-1)
