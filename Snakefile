@@ -25,6 +25,7 @@ include: "workflow/rules/embed.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/datasets.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/export.smk"
 include: "workflow/rules/ablations.smk"
 
 

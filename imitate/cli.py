@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed": ("embed", "embed Findings and Impression with a frozen text encoder into a Parquet store"),
     "embed-map": ("embed_map", "draw the t-SNE map of Findings vs Impression embeddings (the paper's Fig. 3)"),
     "pretrain": ("pretrain", "pretrain the IMITATE model and export its vision encoder"),
+    "export": ("export", "write the pretrained model as a Hugging Face-style folder with its model card"),
+    "classify": ("classify", "zero-shot: per-image probabilities of labels from an exported model"),
     "loss-curve": ("loss_curve", "plot the pretraining loss terms per step and the validation loss per epoch"),
     "dataset-demo": ("dataset_demo", "write a synthetic copy of a downstream dataset's raw files (real format)"),
     "dataset": ("dataset", "read a downstream dataset via its adapter; freeze splits (by patient) and subsets"),

@@ -44,14 +44,25 @@ def prepare_image(path: str | Path, *, image_size: int, resize: str, crop: bool)
     pixels. Raises :class:`imitate.images.pixels.ImageError` for a file that is not one grayscale image.
     """
     pixels = read_image(path, None if crop else math.ceil(image_size * REDUCING_GAP))
-    if crop:
-        array, box = crop_nonzero(pixels.array)
-    else:
-        array, box = pixels.array, (0, 0, pixels.orig_width, pixels.orig_height)
-    shown = _shown_box(box, placement(*array.shape, image_size, resize))
-    return PreparedImage(
-        resize_image(array, image_size, resize), pixels.orig_width, pixels.orig_height, shown, pixels.pixel_spacing
+    array, shown = fit_image(
+        pixels.array, image_size=image_size, resize=resize, crop=crop, original=(pixels.orig_width, pixels.orig_height)
     )
+    return PreparedImage(array, pixels.orig_width, pixels.orig_height, shown, pixels.pixel_spacing)
+
+
+def fit_image(
+    array: np.ndarray, *, image_size: int, resize: str, crop: bool, original: tuple[int, int] | None = None
+) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """A decoded uint8 H x W image cropped to its non-zero box if ``crop`` and resized in geometry ``resize``,
+    and the box of the original image it shows. ``original`` is the (width, height) of an image that
+    ``array`` decodes at reduced scale (never when cropping); by default the array's own."""
+    if crop:
+        array, box = crop_nonzero(array)
+    else:
+        width, height = original or (array.shape[1], array.shape[0])
+        box = (0, 0, width, height)
+    shown = _shown_box(box, placement(*array.shape, image_size, resize))
+    return resize_image(array, image_size, resize), shown
 
 
 def encode_image(array: np.ndarray, image_format: str, jpeg_quality: int) -> bytes:

@@ -35,6 +35,8 @@ shell.prefix(
 
 RUN_ID = config["run_id"]
 DATA_ROOT = config["data"]["root"]
+# the pretrained model's release folder (imitate export), named as users will load it
+EXPORT_DIR = f"results/export/imitate-{config['model']['backbone']}-{RUN_ID}"
 
 
 def raw(key):
@@ -135,6 +137,12 @@ def evaluation_outputs(task):
     return parts
 
 
+def zero_shot_prompts():
+    """The zero-shot templates and label names as JSON: the exported model's card and config record them."""
+    block = config["evaluate"]["zero_shot"]
+    return json.dumps({k: block[k] for k in ("templates", "names") if k in block}, sort_keys=True)
+
+
 def final_tables():
     """The results tables of every task that runs on at least one dataset."""
     return [f"results/tables/{task}.{ext}" for task in TASKS if task_datasets(task) and task_methods(task)
@@ -142,9 +150,10 @@ def final_tables():
 
 
 def final_outputs():
-    """Everything `snakemake` builds by default: the tables and the provenance catalog over them."""
+    """Everything `snakemake` builds by default: the tables, the exported model and the provenance catalog."""
     return [
         *final_tables(),
+        f"{EXPORT_DIR}/README.md",
         *ablation_outputs(),
         *[pretrain_output(name, "loss_curve.png") for name in EXPERIMENTS],
         "results/embed/section_map.png",
