@@ -34,6 +34,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "evaluate": {"train", "commands", "cli", "tables", "preflight"},
     "train": {"evaluate", "commands", "cli", "tables", "preflight"},
     "tables": {"train", "commands", "cli"},
+    # the released model: read by researchers' code, so nothing of the pipeline's stages
+    "pretrained": {"train", "commands", "cli", "tables", "preflight", "datasets", "demo", "sections", "manifest"},
     # read by the workflow at load time: configuration only, never torch
     "experiments": {"train", "evaluate", "models", "losses", "commands", "cli", "tables", "preflight", "datasets",
                     "shards", "demo", "embed", "images", "provenance", "sections", "manifest"},
