@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,14 +16,14 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 
-def load(path: Any, **kwargs: Any) -> Loaded:
+def load(path: str | os.PathLike[str], **kwargs: Any) -> Loaded:
     """``model, preprocess, embed_text`` of an exported folder (:func:`imitate.pretrained.load.load`)."""
     from imitate.pretrained.load import load as load_folder
 
     return load_folder(path, **kwargs)
 
 
-def load_encoder(path: Any, **kwargs: Any) -> ResNetBackbone:
+def load_encoder(path: str | os.PathLike[str], **kwargs: Any) -> ResNetBackbone:
     """The exported ResNet alone (:func:`imitate.pretrained.load.load_encoder`)."""
     from imitate.pretrained.load import load_encoder as load_folder_encoder
 

@@ -69,7 +69,7 @@ class TextEmbedder:
         return torch.from_numpy(embed_as_stored(self.encoder(), list(texts), self.settings, torch.device(self.device)))
 
 
-class ImitateCLIP(nn.Module):
+class PretrainedModel(nn.Module):
     """The pretrained joint space: ``encode_image`` and ``encode_text`` give L2-normalised vectors.
 
     ``visual`` is the ResNet E_v (pooled features); ``imitate`` the whole pretrained model.
@@ -105,7 +105,7 @@ class ImitateCLIP(nn.Module):
 class Loaded(NamedTuple):
     """What :func:`load` returns: unpacks as ``model, preprocess, embed_text``."""
 
-    model: ImitateCLIP
+    model: PretrainedModel
     preprocess: Preprocess
     embed_text: TextEmbedder
 
@@ -123,7 +123,7 @@ def load(path: str | Path, *, text_encoder: str | None = None, device: str = "cp
             "the export does not hold: its joint space cannot be used (imitate.load_encoder reads the ResNet)"
         )
     model, _ = load_model(verified_file(path, MODEL_WEIGHTS, facts))
-    clip = ImitateCLIP(model, TextEmbedder(facts["text_encoder"], encoder=text_encoder, device=device))
+    clip = PretrainedModel(model, TextEmbedder(facts["text_encoder"], encoder=text_encoder, device=device))
     return Loaded(clip.to(device).eval(), Preprocess.from_facts(facts["preprocess"]), clip.embed_text)
 
 
