@@ -143,7 +143,7 @@ def test_a_second_run_does_nothing_and_an_edit_reruns_only_that_experiment(exper
     assert plan.returncode == 0, plan.stderr[-3000:]
     jobs = _job_counts(plan.stdout + plan.stderr)
     assert jobs == {"pretrain_experiment": 1, "loss_curve_experiment": 1, "evaluate_experiment": 1, "ablation": 1,
-                    "tables": 1, "provenance_catalog": 1, "all": 1}
+                    "tables": 1, "export": 1, "provenance_catalog": 1, "all": 1}
     assert set(re.findall(r"experiment=(\w+)", plan.stdout)) == {"strong_prior"}
 
 
