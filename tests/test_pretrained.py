@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import segmentation_models_pytorch as smp
@@ -30,6 +31,9 @@ from imitate.embed.store import EmbeddingMismatchError
 from imitate.images.pixels import read_image
 from imitate.pretrained.card import render_card
 from imitate.pretrained.export import export_run
+from imitate.pretrained.preprocess import Preprocess
+from imitate.shards.reader import iter_samples, shard_paths
+from imitate.shards.writer import write_shards
 from tests.helpers.workflow import TINY
 
 EXPORT = "results/export/imitate-resnet18-tiny"
@@ -253,3 +257,19 @@ def test_the_readmes_loading_snippets_run_on_the_tiny_export(folder, tiny_run, t
                     loaded["unet"].eval().encoder(image)[-1].mean(dim=(2, 3))]
     for value in features:
         torch.testing.assert_close(value, reference, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("image_format", "resize"), [("jpg", "pad"), ("png", "shorter_side")])
+def test_preprocess_gives_the_image_the_shards_store(tmp_path, image_format, resize):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, shape in enumerate([(90, 70), (60, 110)]):
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(tmp_path / f"k{i}.png")
+        rows.append({"key": f"k{i}", "path": f"k{i}.png", "split": "test"})
+    write_shards(pa.Table.from_pylist(rows), tmp_path, tmp_path / "shards", image_size=48, image_format=image_format,
+                 jpeg_quality=80, resize=resize)
+    stored = {s["key"]: s["image"] for s in iter_samples(shard_paths(tmp_path / "shards/manifest.parquet", "test"))}
+    preprocess = Preprocess(image_size=48, resize=resize, crop_nonzero=False, crop_size=40, image_format=image_format,
+                            jpeg_quality=80)
+    for row in rows:
+        np.testing.assert_array_equal(preprocess.image(tmp_path / row["path"]), stored[row["key"]])

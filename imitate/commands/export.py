@@ -7,7 +7,8 @@ import json
 import logging
 from pathlib import Path
 
-from imitate.pretrained.export import export_run, push_to_hub
+from imitate.models.files import ENCODER_FILE, MODEL_FILE
+from imitate.pretrained.export import RUN_CARD, export_run, push_to_hub
 from imitate.pretrained.layout import CARD, CONFIG, ENCODER_WEIGHTS, MODEL_WEIGHTS
 from imitate.provenance import stage_run
 from imitate.provenance.lineage import read_record
@@ -35,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Write the folder; upload it only when --push-to-hub is given."""
     tables = args.tables if args.tables is not None else (DEFAULT_TABLES if DEFAULT_TABLES.is_dir() else None)
-    inputs = {name: args.run_dir / name for name in ("model.safetensors", "encoder.safetensors", "model_card.json")}
+    inputs = {name: args.run_dir / name for name in (MODEL_FILE, ENCODER_FILE, RUN_CARD)}
     if tables is not None:
         inputs |= {f"tables/{p.name}": p for p in sorted(tables.glob("*.csv")) + sorted(tables.glob("*.md"))}
-    record = read_record(inputs["model.safetensors"])
+    record = read_record(inputs[MODEL_FILE])
     shards = args.shards or (Path(record["inputs"]["shards"]["path"]) if record else None)
     if shards is not None:
         inputs["shards"] = shards

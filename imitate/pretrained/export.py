@@ -24,6 +24,7 @@ import torch
 
 from imitate import __version__
 from imitate.evaluate.tasks import TASKS
+from imitate.evaluate.tasks.zero_shot import Settings as ZeroShotSettings
 from imitate.io.files import atomic_write
 from imitate.io.parquet import read_metadata
 from imitate.models.backbone import ResNetBackbone
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 RUN_CARD = "model_card.json"
 DEMO_STAGE = "demo-data"
-DEFAULT_PROMPTS = {"positive": "{label}", "negative": "No {label}", "names": {}}
 
 
 @dataclass(frozen=True)
@@ -148,10 +148,11 @@ def _preprocess(record: Mapping[str, Any], run_card: Mapping[str, Any], manifest
     )
 
 
-def _prompts(prompts: Mapping[str, Any] | None) -> dict[str, Any]:
-    block = dict(prompts or {})
-    templates = {**DEFAULT_PROMPTS, **dict(block.get("templates", {}))}
-    return {"positive": templates["positive"], "negative": templates["negative"], "names": dict(block.get("names", {}))}
+def _prompts(block: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The zero-shot prompts of an ``evaluate.zero_shot`` block, read (and checked) as the evaluation reads it."""
+    block = block or {}
+    prompts = ZeroShotSettings.from_block({k: block[k] for k in ("templates", "names") if k in block}).prompts()
+    return {"positive": prompts.positive, "negative": prompts.negative, "names": dict(prompts.names)}
 
 
 def _nodes(tree: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:

@@ -10,7 +10,6 @@ images of the run's zero-shot and linear-probe tables did.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -23,6 +22,7 @@ from PIL import Image
 from imitate.images.prepare import IMAGE_FORMATS, encode_image, fit_image, prepare_image
 from imitate.images.resize import RESIZE_MODES
 from imitate.images.transforms import build_eval_transform
+from imitate.shards.reader import decode_image
 
 ImageInput = str | Path | np.ndarray | Image.Image
 
@@ -66,8 +66,7 @@ class Preprocess:
             array, _ = fit_image(array, image_size=self.image_size, resize=self.resize, crop=self.crop_nonzero)
         if self.image_format == "png":  # lossless: the stored image is the array itself
             return array
-        with Image.open(io.BytesIO(encode_image(array, self.image_format, self.jpeg_quality))) as stored:
-            return np.array(stored)
+        return decode_image(encode_image(array, self.image_format, self.jpeg_quality), "preprocess")
 
     def __call__(self, image: ImageInput) -> torch.Tensor:
         return build_eval_transform(self.crop_size)(torch.from_numpy(self.image(image)))
