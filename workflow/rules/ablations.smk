@@ -24,6 +24,10 @@ rule ablation:
         real=lambda wildcards: real_datasets_arg(
             c["dataset"] for c in config["ablations"][wildcards.ablation]["columns"]
         ),
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -20,6 +20,12 @@ rule embed:
         token_ids=lambda wildcards: "--token-ids" if embed_settings(wildcards)["token_ids"] else "",
         remote_code=lambda wildcards: "--trust-remote-code" if embed_settings(wildcards)["trust_remote_code"] else "",
     threads: 2
+    resources:
+        gpu=lambda wildcards: res.gpus(embed_settings(wildcards)["device"]),
+        mem_mb=lambda wildcards, attempt: res.torch_mb(0, attempt),
+        runtime=lambda wildcards, input, threads, attempt: res.embed_minutes(
+            res.rows(input.studies), embed_settings(wildcards)["device"], threads, attempt
+        ),
     priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"
@@ -58,6 +64,10 @@ rule embed_map:
         run_id=RUN_ID,
         cfg=config["embed"]["map"],
         seed=config["seed"],
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -29,7 +29,11 @@ rule evaluate:
         backbone=config["model"]["backbone"],
         weights_file=lambda wildcards, input: f"--weights-file {input.weights}" if input.weights else "",
         preview="",
-    threads: 1
+    threads: evaluate_threads
+    resources:
+        gpu=res.gpus(config["evaluate"].get("device", "cpu")),
+        mem_mb=evaluate_mem_mb,
+        runtime=evaluate_runtime,
     conda:
         "../../envs/imitate.yaml"
     shell:
@@ -118,6 +122,10 @@ rule tables:
         code=code_of("tables"),
         run_id=RUN_ID,
         real=lambda wildcards: real_datasets_arg(task_datasets(wildcards.task)),
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:
@@ -137,6 +145,10 @@ rule provenance_catalog:
         "results/benchmarks/provenance_catalog.tsv",
     params:
         code=code_of("catalog"),
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -26,6 +26,10 @@ rule export:
         tables=lambda wildcards, input: f"--tables {os.path.dirname(input.tables[0])}" if input.tables else "",
         # a function: the templates' "{label}" must not be read as a wildcard
         prompts=lambda wildcards: zero_shot_prompts(),
+    localrule: True
+    resources:
+        mem_mb=res.TORCH_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:

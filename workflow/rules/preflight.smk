@@ -15,6 +15,9 @@ rule preflight:
         code=code_of("preflight"),
         configfiles=" ".join(f"--configfile {shlex.quote(str(f))}" for f in workflow.overwrite_configfiles),
     localrule: True
+    resources:
+        mem_mb=res.TORCH_MB,  # loads the text encoder
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -31,7 +31,10 @@ rule pretrain:
         out_dir=lambda wildcards, output: os.path.dirname(output.encoder),
     threads: lambda wildcards: experiment_of(wildcards).blocks["pretrain"]["threads"]
     resources:
-        gpu=0,
+        # one GPU on cuda; more with --set-resources pretrain:gpu=N (the launcher then runs torchrun)
+        gpu=lambda wildcards: res.gpus(experiment_of(wildcards).blocks["pretrain"]["device"]),
+        mem_mb=lambda wildcards, attempt: res.torch_mb(experiment_of(wildcards).blocks["pretrain"]["workers"], attempt),
+        runtime=pretrain_runtime,
     priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"
@@ -55,6 +58,10 @@ rule loss_curve:
         code=code_of("loss_curve"),
         run_id=RUN_ID,
         experiment=lambda wildcards: experiment_of(wildcards).name,
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:
