@@ -15,7 +15,7 @@ rule ablation:
     log:
         "logs/tables/ablations/{ablation}.log",
     benchmark:
-        "results/benchmarks/tables/ablations/{ablation}.tsv",
+        "results/benchmarks/tables/ablations/{ablation}.tsv"
     params:
         code=code_of("ablation"),
         run_id=RUN_ID,

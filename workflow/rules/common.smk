@@ -118,7 +118,9 @@ def is_demo_dataset(name):
 
 def real_datasets_arg(datasets):
     """DATASET=ADAPTER for each of `datasets` that holds real data: the tables show the paper's numbers beside them."""
-    return " ".join(f"{d}={config['datasets'][d]['adapter']}" for d in dict.fromkeys(datasets) if not is_demo_dataset(d))
+    return " ".join(
+        f"{d}={config['datasets'][d]['adapter']}" for d in dict.fromkeys(datasets) if not is_demo_dataset(d)
+    )
 
 
 def task_methods(task):
@@ -134,7 +136,9 @@ def evaluation_outputs(task):
     parts = [f"results/evaluate/{task}/{d}/{m}.parquet" for d in task_datasets(task) for m in task_methods(task)]
     for name in VARIANTS:
         datasets = [d for (t, d) in EXPERIMENTS[name].evaluations if t == task]
-        parts += [f"{experiment_dir(name)}/evaluate/{task}/{d}/{m}.parquet" for d in datasets for m in pretrain_methods()]
+        parts += [
+            f"{experiment_dir(name)}/evaluate/{task}/{d}/{m}.parquet" for d in datasets for m in pretrain_methods()
+        ]
     return parts
 
 
@@ -146,8 +150,12 @@ def zero_shot_prompts():
 
 def final_tables():
     """The results tables of every task that runs on at least one dataset."""
-    return [f"results/tables/{task}.{ext}" for task in TASKS if task_datasets(task) and task_methods(task)
-            for ext in ("csv", "md")]
+    return [
+        f"results/tables/{task}.{ext}"
+        for task in TASKS
+        if task_datasets(task) and task_methods(task)
+        for ext in ("csv", "md")
+    ]
 
 
 def final_outputs():
@@ -236,8 +244,16 @@ def evaluate_runtime(wildcards, input, attempt):
     block, evaluate = evaluate_task_settings(wildcards), config["evaluate"]
     fractions = experiment_of(wildcards).evaluations[(wildcards.task, wildcards.dataset)] or evaluate["fractions"]
     size = block.get("input_size") or evaluate.get("crop_size") or config["pretrain"]["crop_size"]
-    return res.evaluate_minutes(wildcards.task, res.rows(input.records), block, size, evaluate["seeds"], fractions,
-                                evaluate.get("device", "cpu"), attempt)
+    return res.evaluate_minutes(
+        wildcards.task,
+        res.rows(input.records),
+        block,
+        size,
+        evaluate["seeds"],
+        fractions,
+        evaluate.get("device", "cpu"),
+        attempt,
+    )
 
 
 def pretrain_runtime(wildcards, input, attempt):

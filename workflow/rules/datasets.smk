@@ -1,5 +1,6 @@
 # Downstream datasets: raw files (real, or a demo copy) -> records + rejects + frozen splits/subsets -> shards.
 
+
 wildcard_constraints:
     dataset="|".join(config["datasets"]) or "no-dataset",
 
@@ -15,7 +16,7 @@ for _name in used_datasets():
             log:
                 f"logs/datasets/{_name}/demo.log",
             benchmark:
-                f"results/benchmarks/datasets/{_name}/demo.tsv",
+                f"results/benchmarks/datasets/{_name}/demo.tsv"
             params:
                 code=code_of("dataset_demo"),
                 name=_name,
@@ -46,7 +47,7 @@ rule dataset:
     log:
         "logs/datasets/{dataset}/dataset.log",
     benchmark:
-        "results/benchmarks/datasets/{dataset}/dataset.tsv",
+        "results/benchmarks/datasets/{dataset}/dataset.tsv"
     params:
         code=code_of("dataset"),
         run_id=RUN_ID,
@@ -81,7 +82,7 @@ rule dataset_shards:
     log:
         "logs/datasets/{dataset}/shards.log",
     benchmark:
-        "results/benchmarks/datasets/{dataset}/shards.tsv",
+        "results/benchmarks/datasets/{dataset}/shards.tsv"
     params:
         code=code_of("shards"),
         run_id=RUN_ID,

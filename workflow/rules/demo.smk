@@ -11,7 +11,7 @@ if config["data"]["source"] == "demo":
         log:
             "logs/demo_data.log",
         benchmark:
-            "results/benchmarks/demo_data.tsv",
+            "results/benchmarks/demo_data.tsv"
         params:
             code=code_of("demo_data"),
             demo=config["demo"],

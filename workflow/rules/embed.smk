@@ -9,7 +9,7 @@ rule embed:
     log:
         "logs/embed.log",
     benchmark:
-        "results/benchmarks/embed.tsv",
+        "results/benchmarks/embed.tsv"
     params:
         code=code_of("embed"),
         run_id=RUN_ID,
@@ -44,7 +44,7 @@ use rule embed as embed_variant with:
     log:
         "logs/embed/{embed_key}.log",
     benchmark:
-        "results/benchmarks/embed/{embed_key}.tsv",
+        "results/benchmarks/embed/{embed_key}.tsv"
     wildcard_constraints:
         embed_key="|".join(EMBED_VARIANTS) or "no-variant",
 
@@ -58,7 +58,7 @@ rule embed_map:
     log:
         "logs/embed_map.log",
     benchmark:
-        "results/benchmarks/embed_map.tsv",
+        "results/benchmarks/embed_map.tsv"
     params:
         code=code_of("embed_map"),
         run_id=RUN_ID,

@@ -1,5 +1,6 @@
 # Downstream evaluation: one job per (task, dataset, method), all seeds inside -> tables with provenance.
 
+
 wildcard_constraints:
     task="|".join(TASKS),
     experiment="|".join(map(re.escape, VARIANTS)) or "no-experiment",
@@ -19,7 +20,7 @@ rule evaluate:
     log:
         "logs/evaluate/{task}/{dataset}/{method}.log",
     benchmark:
-        "results/benchmarks/evaluate/{task}/{dataset}/{method}.tsv",
+        "results/benchmarks/evaluate/{task}/{dataset}/{method}.tsv"
     params:
         rule_name="evaluate",
         code=code_of("evaluate"),
@@ -83,7 +84,7 @@ use rule evaluate as evaluate_experiment with:
     log:
         "logs/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.log",
     benchmark:
-        "results/benchmarks/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.tsv",
+        "results/benchmarks/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.tsv"
 
 
 use rule evaluate_dense as evaluate_dense_experiment with:
@@ -102,7 +103,7 @@ use rule evaluate_dense as evaluate_dense_experiment with:
     log:
         "logs/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.log",
     benchmark:
-        "results/benchmarks/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.tsv",
+        "results/benchmarks/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.tsv"
 
 
 rule tables:
@@ -117,7 +118,7 @@ rule tables:
     log:
         "logs/tables/{task}.log",
     benchmark:
-        "results/benchmarks/tables/{task}.tsv",
+        "results/benchmarks/tables/{task}.tsv"
     params:
         code=code_of("tables"),
         run_id=RUN_ID,
@@ -142,7 +143,7 @@ rule provenance_catalog:
     log:
         "logs/provenance_catalog.log",
     benchmark:
-        "results/benchmarks/provenance_catalog.tsv",
+        "results/benchmarks/provenance_catalog.tsv"
     params:
         code=code_of("catalog"),
     localrule: True

@@ -17,7 +17,7 @@ rule export:
     log:
         "logs/export.log",
     benchmark:
-        "results/benchmarks/export.tsv",
+        "results/benchmarks/export.tsv"
     params:
         code=code_of("export"),
         run_id=RUN_ID,

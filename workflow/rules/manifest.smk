@@ -14,7 +14,7 @@ rule manifest:
     log:
         "logs/manifest.log",
     benchmark:
-        "results/benchmarks/manifest.tsv",
+        "results/benchmarks/manifest.tsv"
     params:
         code=code_of("manifest"),
         run_id=RUN_ID,

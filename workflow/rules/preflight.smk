@@ -10,7 +10,7 @@ rule preflight:
     log:
         "logs/preflight.log",
     benchmark:
-        "results/benchmarks/preflight.tsv",
+        "results/benchmarks/preflight.tsv"
     params:
         code=code_of("preflight"),
         configfiles=" ".join(f"--configfile {shlex.quote(str(f))}" for f in workflow.overwrite_configfiles),

@@ -17,13 +17,15 @@ rule pretrain:
     log:
         "logs/pretrain.log",
     benchmark:
-        "results/benchmarks/pretrain.tsv",
+        "results/benchmarks/pretrain.tsv"
     params:
         code=code_of("pretrain"),
         run_id=RUN_ID,
         experiment=lambda wildcards: experiment_of(wildcards).name,
         model=lambda wildcards: settings(experiment_of(wildcards).blocks, "model"),
-        pretrain=lambda wildcards: settings(experiment_of(wildcards).blocks, "pretrain", scheduling=PRETRAIN_SCHEDULING_KEYS),
+        pretrain=lambda wildcards: settings(
+            experiment_of(wildcards).blocks, "pretrain", scheduling=PRETRAIN_SCHEDULING_KEYS
+        ),
         # an unfrozen text encoder (Table XI) is loaded in the training step: it needs the embed settings
         text=lambda wildcards: text_settings_arg(experiment_of(wildcards)),
         seed=config["seed"],
@@ -53,7 +55,7 @@ rule loss_curve:
     log:
         "logs/loss_curve.log",
     benchmark:
-        "results/benchmarks/loss_curve.tsv",
+        "results/benchmarks/loss_curve.tsv"
     params:
         code=code_of("loss_curve"),
         run_id=RUN_ID,
@@ -80,7 +82,7 @@ use rule pretrain as pretrain_experiment with:
     log:
         "logs/experiments/{experiment}/pretrain.log",
     benchmark:
-        "results/benchmarks/experiments/{experiment}/pretrain.tsv",
+        "results/benchmarks/experiments/{experiment}/pretrain.tsv"
 
 
 use rule loss_curve as loss_curve_experiment with:
@@ -96,4 +98,4 @@ use rule loss_curve as loss_curve_experiment with:
     log:
         "logs/experiments/{experiment}/loss_curve.log",
     benchmark:
-        "results/benchmarks/experiments/{experiment}/loss_curve.tsv",
+        "results/benchmarks/experiments/{experiment}/loss_curve.tsv"

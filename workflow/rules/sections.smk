@@ -10,7 +10,7 @@ rule sections:
     log:
         "logs/sections.log",
     benchmark:
-        "results/benchmarks/sections.tsv",
+        "results/benchmarks/sections.tsv"
     params:
         code=code_of("sections"),
         run_id=RUN_ID,

@@ -10,7 +10,7 @@ rule shards:
     log:
         "logs/shards.log",
     benchmark:
-        "results/benchmarks/shards.tsv",
+        "results/benchmarks/shards.tsv"
     params:
         code=code_of("shards"),
         root=DATA_ROOT,
