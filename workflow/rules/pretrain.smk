@@ -97,5 +97,6 @@ use rule loss_curve as loss_curve_experiment with:
         ),
     log:
         "logs/experiments/{experiment}/loss_curve.log",
+    localrule: True  # `use rule` does not carry it over
     benchmark:
         "results/benchmarks/experiments/{experiment}/loss_curve.tsv"
