@@ -2,6 +2,9 @@
 # process per GPU when the job gets several (--set-resources pretrain:gpu=N).
 # --resume: a rerun after a preemption continues from <out-dir>/resume.pt (not an output, so a failed job
 # does not delete it).
+# Outputs not protected(): for a user other than root, a write-protected output turns every rerun trigger
+# (the code hash and settings params) into a ProtectedOutputException that stops the whole workflow, dry
+# runs included; for root (containers, CI) Snakemake's check never fires. Shards: the same.
 
 
 rule pretrain:
