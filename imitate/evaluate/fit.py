@@ -86,8 +86,10 @@ def fit(
         seconds = time.perf_counter() - start
         score = validate()
         history.append(EpochScore(epoch, train_loss, score))
-        progress.advance(note=f"epoch {epoch}: train loss {train_loss:.4f}, validation {selection.score} {score:.4f}, "
-                              f"training {images / max(seconds, 1e-9):.1f} images/s")
+        # the per-epoch line stays: benchmarks/gpu_check_dense.py times each epoch from it
+        log.info("%s epoch %d: train loss %.4f, validation %s %.4f (training %.1f s, %.1f images/s)",
+                 name, epoch, train_loss, selection.score, score, seconds, images / max(seconds, 1e-9))
+        progress.advance()
         if selection.better(score, best_score):
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             best_score, best_epoch = score, epoch
