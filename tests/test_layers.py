@@ -39,6 +39,8 @@ FORBIDDEN: dict[str, set[str]] = {
     # read by the workflow at load time: configuration only, never torch
     "experiments": {"train", "evaluate", "models", "losses", "commands", "cli", "tables", "preflight", "datasets",
                     "shards", "demo", "embed", "images", "provenance", "sections", "manifest"},
+    # read by the workflow at load time too (each job's memory, time and GPUs): numbers only, never torch
+    "scheduling": {"*"},
 }
 STAGE_PARTS = ("sections", "manifest", "shards", "embed", "datasets", "demo", "train", "evaluate", "tables",
                "preflight", "provenance")

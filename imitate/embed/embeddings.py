@@ -30,6 +30,7 @@ import torch
 from imitate.embed.encoder import TextEncoder
 from imitate.embed.store import METADATA_KEY, TOKEN_IDS_SUFFIX
 from imitate.io.parquet import write_table
+from imitate.io.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -99,9 +100,16 @@ def read_sections(path: str | Path) -> pa.Table:
 
 
 def embed_unique(
-    encoder: TextEncoder, texts: Sequence[str], settings: EmbedSettings, device: torch.device
+    encoder: TextEncoder,
+    texts: Sequence[str],
+    settings: EmbedSettings,
+    device: torch.device,
+    progress: ProgressLog | None = None,
 ) -> tuple[np.ndarray, int, int]:
-    """Embed distinct ``texts`` in length-sorted batches; returns (float32 N×D, n truncated, longest)."""
+    """Embed distinct ``texts`` in length-sorted batches; returns (float32 N×D, n truncated, longest).
+
+    ``progress`` (of ``len(texts)`` units) is advanced after each batch.
+    """
     lengths = [len(ids) for ids in encoder.tokenizer(list(texts), add_special_tokens=True)["input_ids"]]
     order = np.argsort(lengths, kind="stable")
     out = np.zeros((len(texts), encoder.dim), dtype=np.float32)
@@ -110,6 +118,8 @@ def embed_unique(
         batch = [texts[i] for i in idx]
         emb = encoder.encode(batch, pooling=settings.pooling, max_length=settings.max_length, device=device)
         out[idx] = emb.cpu().numpy()
+        if progress is not None:
+            progress.advance(len(batch))
     n_truncated = sum(n > settings.max_length for n in lengths)
     return out, n_truncated, max(lengths, default=0)
 
@@ -169,7 +179,9 @@ def embed_sections(
     texts = [t for values in columns.values() for t in values if t is not None]
     unique = sorted(set(texts))
     index = {t: i for i, t in enumerate(unique)}
-    table, n_truncated, longest = embed_unique(encoder, unique, settings, torch.device(device))
+    # sorted by length, the last batches are the slowest: the ETA is a lower bound
+    progress = ProgressLog(log, "embed", len(unique), "texts")
+    table, n_truncated, longest = embed_unique(encoder, unique, settings, torch.device(device), progress)
     dtype = np.float16 if settings.dtype == "float16" else np.float32
     out = pa.table(
         {

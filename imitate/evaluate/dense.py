@@ -24,7 +24,7 @@ from imitate.evaluate.data.stage_batches import StageCache
 from imitate.evaluate.encoders import frozen_stages
 from imitate.evaluate.heads import HeadSettings, stage_cache
 from imitate.evaluate.preview import write_preview
-from imitate.evaluate.request import EvalRequest
+from imitate.evaluate.request import EvalRequest, fit_name, fits_progress
 from imitate.evaluate.rows import result_rows
 from imitate.models.frozen import FrozenStages
 from imitate.shards.reader import shard_paths
@@ -107,7 +107,7 @@ def run_dense(
         return DenseImages(keys, targets, geometry, index[split], input_size, masks=masks, seed=seed)
 
     rows: list[dict[str, object]] = []
-    shown, encoder, cache = None, None, None
+    shown, encoder, cache, fits = None, None, None, fits_progress(request, log)
     for seed in request.seeds:
         settings = by_seed[seed]
         if encoder is None or request.method.is_random:
@@ -120,13 +120,14 @@ def run_dense(
             if missing:
                 raise ValueError(f"{request.subsets}: {len(missing)} subset images are not in the train shards, "
                                  f"e.g. {missing[:3]} (rerun the dataset and shards stages)")
-            name = f"{dataset.name} {request.method.name} {fraction:g}% seed {seed}"
+            name = f"{dataset.name} {request.method.name}, {fit_name(request, seed, fraction)}"
             job = DenseJob(encoder, cache, keys, lambda chosen, s=seed: images(chosen, "train", s), val, test,
                            targets, dataset, seed, name)
             result = train_and_test(job, settings)
             log.info("%s: %s (best epoch %d)", name, result.metrics, result.best_epoch)
             rows += result_rows(info, fraction=fraction, seed=seed, metrics=result.metrics, n_train=result.n_train,
                                 n_test=result.n_test, best_epoch=result.best_epoch)
+            fits.advance()
             if seed == request.seeds[0] and fraction == largest:
                 shown = result.preview
     if request.preview is not None and shown is not None:

@@ -10,6 +10,9 @@ Which score and which direction differ by task: the linear probe and fine-tuning
 validation metric (macro AUC, or accuracy for multiclass), the dense heads minimise the validation
 loss. The caller draws its own randomness inside ``train_epoch``, so merging the loops changed no
 random draw.
+
+Progress goes to the log as :class:`~imitate.io.progress.ProgressLog` lines over the epochs (each tenth of
+them, or each minute), ending with the latest epoch's training loss and validation score.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
+
+from imitate.io.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +79,17 @@ def fit(
     """
     history: list[EpochScore] = []
     best_state, best_score, best_epoch = None, None, 0
+    progress = ProgressLog(log, name, epochs, "epochs")
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
         train_loss, images = train_epoch(epoch)
         seconds = time.perf_counter() - start
         score = validate()
         history.append(EpochScore(epoch, train_loss, score))
+        # the per-epoch line stays: benchmarks/gpu_check_dense.py times each epoch from it
         log.info("%s epoch %d: train loss %.4f, validation %s %.4f (training %.1f s, %.1f images/s)",
                  name, epoch, train_loss, selection.score, score, seconds, images / max(seconds, 1e-9))
+        progress.advance()
         if selection.better(score, best_score):
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             best_score, best_epoch = score, epoch

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from imitate.evaluate.data.prepared import EvalDataset, load_eval_dataset, read_
 from imitate.evaluate.encoders import Method
 from imitate.evaluate.rows import RunInfo
 from imitate.evaluate.tasks import task_module
+from imitate.io.progress import ProgressLog
 from imitate.provenance.record import file_sha256
 
 
@@ -67,6 +69,17 @@ class EvalRequest:
             raise ValueError(f"{self.subsets}: no training subset for fraction(s) {missing}; it holds "
                              f"{sorted(subsets)} (evaluate.fractions of the dataset rule)")
         return {f: keys for f, keys in subsets.items() if not self.fractions or f in self.fractions}
+
+
+def fits_progress(request: EvalRequest, logger: logging.Logger) -> ProgressLog:
+    """Progress over the request's fits: one trained head or model per seed and training fraction."""
+    fits = len(request.seeds) * len(request.training_subsets(request.seeds[0]))
+    return ProgressLog(logger, request.task, fits, "fits")
+
+
+def fit_name(request: EvalRequest, seed: int, fraction: float) -> str:
+    """``seed 7 (2/3), fraction 10 %``: which fit of the request's ``fits_progress`` this is."""
+    return f"seed {seed} ({request.seeds.index(seed) + 1}/{len(request.seeds)}), fraction {fraction:g} %"
 
 
 def evaluate(request: EvalRequest) -> list[dict[str, object]]:

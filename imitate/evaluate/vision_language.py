@@ -34,9 +34,10 @@ from imitate.evaluate.data.features import Features, extract_features
 from imitate.evaluate.data.prepared import EvalDataset
 from imitate.evaluate.request import EvalRequest
 from imitate.evaluate.rows import FRACTION_ALL, result_rows
+from imitate.io.progress import ProgressLog
 from imitate.models import ImitateModel, ModelConfig
 from imitate.models.files import load_model, model_config_from_dict
-from imitate.shards.reader import shard_paths
+from imitate.shards.reader import count_samples, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -135,11 +136,19 @@ def embed_texts(joint: JointModel, texts: Sequence[str | None], text: TextTower,
 
 
 def embed_images(
-    joint: JointModel, shards: Sequence[Path], *, crop_size: int, batch_size: int = 64, device: str = "cpu"
+    joint: JointModel,
+    shards: Sequence[Path],
+    *,
+    crop_size: int,
+    batch_size: int = 64,
+    device: str = "cpu",
+    progress: ProgressLog | None = None,
 ) -> Features:
-    """``normalize(high_proj(pool(last stage)))`` of every image of ``shards``, in shard order."""
+    """``normalize(high_proj(pool(last stage)))`` of every image of ``shards``, in shard order (``progress``
+    advanced per batch)."""
     model = joint.model.to(device)
-    return extract_features(model.embed_image, shards, crop_size=crop_size, batch_size=batch_size, device=device)
+    return extract_features(model.embed_image, shards, crop_size=crop_size, batch_size=batch_size, device=device,
+                            progress=progress)
 
 
 def embed_split(
@@ -153,9 +162,9 @@ def embed_split(
     device: str = "cpu",
 ) -> EmbeddedSplit:
     """The images of ``split`` in ``shards_manifest`` embedded, with their label rows and texts from ``dataset``."""
-    features = embed_images(
-        joint, shard_paths(shards_manifest, split), crop_size=crop_size, batch_size=batch_size, device=device
-    )
+    progress = ProgressLog(log, f"{split} image embeddings", count_samples(shards_manifest, split), "images")
+    features = embed_images(joint, shard_paths(shards_manifest, split), crop_size=crop_size, batch_size=batch_size,
+                            device=device, progress=progress)
     expected = dataset.keys_of(split)
     stray = sorted(set(features.keys) - set(expected))
     if stray:
@@ -196,7 +205,9 @@ def run_vision_language(
     info = request.run_info(dataset)
     text = load_text_tower(text_settings(request.text_settings), device=request.device)
     rows: list[dict[str, object]] = []
-    for seed in request.seeds if method.is_random else request.seeds[:1]:
+    seeds = request.seeds if method.is_random else request.seeds[:1]
+    models = ProgressLog(log, request.task, len(seeds), "models")
+    for seed in seeds:
         if method.is_random:
             cfg = model_config_from_dict({**request.model_settings, "text_dim": text.encoder.dim}, "config model:")
             joint = random_vl_model(cfg, seed)
@@ -207,4 +218,5 @@ def run_vision_language(
         joint.model.to(request.device)
         rows += result_rows(info, fraction=FRACTION_ALL, seed=seed, metrics=metrics_of(joint, text, dataset),
                             n_train=None, n_test=len(dataset.keys_of("test")))
+        models.advance()
     return rows

@@ -1,1 +1,1 @@
-"""The leaf layer: atomic files and deterministic Parquet. It imports nothing from ``imitate``."""
+"""The leaf layer: atomic files, deterministic Parquet, progress lines for logs. It imports nothing from ``imitate``."""

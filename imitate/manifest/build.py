@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from imitate.io.files import write_json
 from imitate.io.parquet import write_table
+from imitate.io.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,11 @@ LEFT JOIN sections sec ON sec.study_id = m.study_id AND sec.subject_id = m.subje
 """
 
 
+def _count(con: duckdb.DuckDBPyConnection, rows: str) -> str:
+    """How many ``rows`` (a table, maybe with a WHERE clause) there are, as ``1,234``."""
+    return f"{con.execute(f'SELECT count(*) FROM {rows}').fetchone()[0]:,}"
+
+
 def _tree_dirs(image_trees: Sequence[Mapping[str, str]]) -> list[tuple[str, str]]:
     """Validated ``(dir, ext)`` pairs: ``dir`` relative to the root, ``ext`` starting with a dot."""
     if not image_trees:
@@ -173,12 +179,14 @@ def _resolve_images(con: duckdb.DuckDBPyConnection, root: Path, trees: list[tupl
         "SELECT dicom_id, subject_id, study_id FROM labelled WHERE reason IS NULL ORDER BY dicom_id"
     ).fetchall()
     dicoms, paths, hits = [], [], Counter()
+    progress = ProgressLog(log, "manifest step 3/4, image files", len(candidates), "images")
     for dicom, subject, study in candidates:
         found = _find_image(str(root), trees, subject, study, dicom)
         if found is not None:
             dicoms.append(dicom)
             paths.append(found[1])
             hits[found[0]] += 1
+        progress.advance(note=f"{len(dicoms):,} found")
     schema = pa.schema([("dicom_id", pa.string()), ("path", pa.string())])
     con.register("resolved", pa.table({"dicom_id": dicoms, "path": paths}, schema=schema))
     con.execute(
@@ -236,7 +244,11 @@ def build_manifest(
     con = duckdb.connect(":memory:")
     try:
         _load_inputs(con, Path(sections), Path(metadata), Path(split))
+        log.info("manifest step 1/4, inputs read: %s metadata rows, %s split rows, %s sections",
+                 *(_count(con, table) for table in ("meta", "split_rows", "sections")))
         con.execute(_LABEL_SQL, {"views": list(views), "min_tokens": min_tokens})
+        log.info("manifest step 2/4, joined: %s images pass the view, split, sections and token filters",
+                 _count(con, "labelled WHERE reason IS NULL"))
         by_tree = _resolve_images(con, Path(root), trees)
         mixed = con.execute(
             "SELECT study_id FROM final WHERE final_reason IS NULL GROUP BY study_id HAVING count(DISTINCT split) > 1 "
@@ -244,6 +256,7 @@ def build_manifest(
         ).fetchall()
         if mixed:
             raise ValueError(f"{split}: a study's images are in several splits, e.g. {[r[0] for r in mixed]}")
+        log.info("manifest step 4/4: sorting the images, studies and rejects tables")
         images, studies, rejects = _tables(con, text_mode, min_tokens)
         n_metadata = con.execute("SELECT count(*) FROM meta").fetchone()[0]
     finally:

@@ -33,8 +33,9 @@ import multiprocessing
 import os
 import re
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
 from typing import NamedTuple
@@ -43,6 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from imitate.io.parquet import write_table
+from imitate.io.progress import ProgressLog
 from imitate.sections.parser import MODES, last_by_name, section_text
 from imitate.sections.tokens import count_tokens
 
@@ -84,6 +86,7 @@ _STUDY = re.compile(r"s(\d+)(?:\.txt)?")
 _REPORT = re.compile(r"s\d+\.txt")
 _OVERRIDE_ID = re.compile(r"s?(\d+)")
 _CHUNKS_PER_WORKER = 8
+_MIN_CHUNKS = 100  # the progress lines come per chunk
 _READ_SIZE = 1 << 16
 _TEXTS = ("findings", "impression", "last_paragraph", "comparison")
 
@@ -273,14 +276,17 @@ def extract_sections(
     patients, rejects = _walk_containers(str(root))
 
     parse = partial(_parse_folders, root=str(root), mode=mode, overrides=override_texts)
-    if workers == 1 or len(patients) < 2:
-        parts = [parse(patients)]
-    else:
-        size = math.ceil(len(patients) / (workers * _CHUNKS_PER_WORKER))
-        chunks = [patients[i : i + size] for i in range(0, len(patients), size)]
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            parts = list(pool.map(parse, chunks))
-    sections = pa.concat_tables([table for table, _ in parts])
+    # chunks of patient folders, enough of them for the progress lines (the output does not depend on them)
+    size = max(1, math.ceil(len(patients) / max(workers * _CHUNKS_PER_WORKER, _MIN_CHUNKS)))
+    chunks = [patients[i : i + size] for i in range(0, len(patients), size)]
+    with ExitStack() as stack:
+        if workers > 1 and len(chunks) > 1:
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+            results = pool.map(parse, chunks)
+        else:
+            results = map(parse, chunks)
+        parts = _collect(results, chunks)
+    sections = pa.concat_tables([SECTIONS_SCHEMA.empty_table(), *(table for table, _ in parts)])
     for _, chunk_rejects in parts:
         rejects += chunk_rejects
 
@@ -297,6 +303,19 @@ def extract_sections(
     if unused:
         log.warning("%d override(s) matched no kept report: %s", len(unused), unused[:10])
     return sections, _to_table(rejects, REJECTS_SCHEMA)
+
+
+def _collect(
+    results: Iterator[tuple[pa.Table, list[_Reject]]], chunks: list[list[str]]
+) -> list[tuple[pa.Table, list[_Reject]]]:
+    """The parsed ``chunks`` in order, logging progress as they come."""
+    progress = ProgressLog(log, "sections", sum(map(len, chunks)), "patient folders")
+    parts, kept, rejected = [], 0, 0
+    for chunk, part in zip(chunks, results, strict=True):
+        parts.append(part)
+        kept, rejected = kept + part[0].num_rows, rejected + len(part[1])
+        progress.advance(len(chunk), note=f"{kept:,} reports with sections, {rejected:,} rejected entries")
+    return parts
 
 
 def _to_table(rows: list[_Row] | list[_Reject], schema: pa.Schema) -> pa.Table:

@@ -43,6 +43,7 @@ from imitate.images.pixels import ImageError
 from imitate.images.prepare import IMAGE_FORMATS, encode_image, prepare_image
 from imitate.images.resize import RESIZE_MODES
 from imitate.io.parquet import write_table
+from imitate.io.progress import ProgressLog
 from imitate.shards.plan import OPTIONAL_COLUMNS, ShardPlan, load_rows, plan_shards
 
 log = logging.getLogger(__name__)
@@ -211,12 +212,14 @@ def _write_all(
     paths = [str(root / row["path"]) for plan in plans for row in plan.rows]
     results: Iterator[_Encoded | ImageError]
     results = map(encode, paths) if pool is None else pool.imap(encode, paths, chunksize=4)
+    progress = ProgressLog(log, "shards", len(paths), "images")
     for plan in plans:
         shard_samples, shard_rejects = _write_shard(
             out_dir, plan, itertools.islice(results, len(plan.rows)), image_format
         )
         samples += shard_samples
         rejects += shard_rejects
+        progress.advance(len(plan.rows), note=f"{len(samples):,} written, {len(rejects):,} rejected")
     return samples, rejects
 
 

@@ -15,7 +15,7 @@ rule ablation:
     log:
         "logs/tables/ablations/{ablation}.log",
     benchmark:
-        "results/benchmarks/tables/ablations/{ablation}.tsv",
+        "results/benchmarks/tables/ablations/{ablation}.tsv"
     params:
         code=code_of("ablation"),
         run_id=RUN_ID,
@@ -24,6 +24,10 @@ rule ablation:
         real=lambda wildcards: real_datasets_arg(
             c["dataset"] for c in config["ablations"][wildcards.ablation]["columns"]
         ),
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -19,6 +19,7 @@ from imitate.evaluate.settings import task_settings  # noqa: E402
 from imitate.experiments.plan import BASE, ablation_columns, embed_key, resolve_experiments  # noqa: E402
 from imitate.provenance.code import stage_code_sha256  # noqa: E402
 from imitate.preflight.raw_roots import check_outputs_outside_raw_roots  # noqa: E402
+from imitate.scheduling import resources as res  # noqa: E402
 
 # MIMIC-derived outputs must not be world-readable (data-use agreement): no file or directory this
 # workflow creates gets permissions for "other".
@@ -117,7 +118,9 @@ def is_demo_dataset(name):
 
 def real_datasets_arg(datasets):
     """DATASET=ADAPTER for each of `datasets` that holds real data: the tables show the paper's numbers beside them."""
-    return " ".join(f"{d}={config['datasets'][d]['adapter']}" for d in dict.fromkeys(datasets) if not is_demo_dataset(d))
+    return " ".join(
+        f"{d}={config['datasets'][d]['adapter']}" for d in dict.fromkeys(datasets) if not is_demo_dataset(d)
+    )
 
 
 def task_methods(task):
@@ -133,7 +136,9 @@ def evaluation_outputs(task):
     parts = [f"results/evaluate/{task}/{d}/{m}.parquet" for d in task_datasets(task) for m in task_methods(task)]
     for name in VARIANTS:
         datasets = [d for (t, d) in EXPERIMENTS[name].evaluations if t == task]
-        parts += [f"{experiment_dir(name)}/evaluate/{task}/{d}/{m}.parquet" for d in datasets for m in pretrain_methods()]
+        parts += [
+            f"{experiment_dir(name)}/evaluate/{task}/{d}/{m}.parquet" for d in datasets for m in pretrain_methods()
+        ]
     return parts
 
 
@@ -145,8 +150,12 @@ def zero_shot_prompts():
 
 def final_tables():
     """The results tables of every task that runs on at least one dataset."""
-    return [f"results/tables/{task}.{ext}" for task in TASKS if task_datasets(task) and task_methods(task)
-            for ext in ("csv", "md")]
+    return [
+        f"results/tables/{task}.{ext}"
+        for task in TASKS
+        if task_datasets(task) and task_methods(task)
+        for ext in ("csv", "md")
+    ]
 
 
 def final_outputs():
@@ -210,6 +219,48 @@ def evaluate_params(wildcards):
         "experiment": f"--experiment {experiment.name} --experiment-sha256 {experiment.overrides_sha256}",
         "fractions": f"--fractions {' '.join(f'{f:g}' for f in fractions)}" if fractions else "",
     }
+
+
+def evaluate_task_settings(wildcards):
+    """The settings of the job's task for its dataset (per_dataset merged)."""
+    block = config["evaluate"][wildcards.task]
+    return task_settings(block, wildcards.dataset, f"evaluate.{wildcards.task}")
+
+
+def evaluate_threads(wildcards):
+    """The evaluation's process and its loader workers, one core each."""
+    return 1 + evaluate_task_settings(wildcards).get("workers", 0)
+
+
+def evaluate_mem_mb(wildcards, attempt):
+    """A torch job with the task's loader workers and, for the dense tasks, its cache of encoder outputs."""
+    block = evaluate_task_settings(wildcards)
+    cache = block.get("cache_gib", 0) if wildcards.task in DENSE_TASKS else 0
+    return res.torch_mb(block.get("workers", 0), attempt, cache)
+
+
+def evaluate_runtime(wildcards, input, attempt):
+    """Minutes of the job: its dataset's images, at the task's size, for every seed and training subset."""
+    block, evaluate = evaluate_task_settings(wildcards), config["evaluate"]
+    fractions = experiment_of(wildcards).evaluations[(wildcards.task, wildcards.dataset)] or evaluate["fractions"]
+    size = block.get("input_size") or evaluate.get("crop_size") or config["pretrain"]["crop_size"]
+    return res.evaluate_minutes(
+        wildcards.task,
+        res.rows(input.records),
+        block,
+        size,
+        evaluate["seeds"],
+        fractions,
+        evaluate.get("device", "cpu"),
+        attempt,
+    )
+
+
+def pretrain_runtime(wildcards, input, attempt):
+    """Minutes of the experiment's pretraining over the images of the shards."""
+    blocks = experiment_of(wildcards).blocks
+    gpu = res.gpus(blocks["pretrain"]["device"])
+    return res.pretrain_minutes(res.rows(input.shards), blocks["pretrain"], blocks["model"]["backbone"], gpu, attempt)
 
 
 def pretrain_launcher(wildcards, resources):

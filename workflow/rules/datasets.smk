@@ -1,5 +1,6 @@
 # Downstream datasets: raw files (real, or a demo copy) -> records + rejects + frozen splits/subsets -> shards.
 
+
 wildcard_constraints:
     dataset="|".join(config["datasets"]) or "no-dataset",
 
@@ -15,13 +16,17 @@ for _name in used_datasets():
             log:
                 f"logs/datasets/{_name}/demo.log",
             benchmark:
-                f"results/benchmarks/datasets/{_name}/demo.tsv",
+                f"results/benchmarks/datasets/{_name}/demo.tsv"
             params:
                 code=code_of("dataset_demo"),
                 name=_name,
                 entry=config["datasets"][_name],
                 options=json.dumps(config["datasets"][_name].get("options", {}), sort_keys=True),
                 seed=config["demo"]["seed"],
+            localrule: True
+            resources:
+                mem_mb=res.LIGHT_MB,
+                runtime=res.LIGHT_MINUTES,
             conda:
                 "../../envs/imitate.yaml"
             shell:
@@ -42,7 +47,7 @@ rule dataset:
     log:
         "logs/datasets/{dataset}/dataset.log",
     benchmark:
-        "results/benchmarks/datasets/{dataset}/dataset.tsv",
+        "results/benchmarks/datasets/{dataset}/dataset.tsv"
     params:
         code=code_of("dataset"),
         run_id=RUN_ID,
@@ -55,6 +60,10 @@ rule dataset:
             if config["evaluate"]["subsets_per_seed"]
             else ""
         ),
+    resources:
+        # reads label lists and checks every image file (the manifest checks 454k in 4.7 s); 180 MB in the tiny run
+        mem_mb=lambda wildcards, attempt: res.megabytes(res.LIGHT_MB, attempt),
+        runtime=lambda wildcards, attempt: res.minutes(0, attempt),
     conda:
         "../../envs/imitate.yaml"
     shell:
@@ -73,7 +82,7 @@ rule dataset_shards:
     log:
         "logs/datasets/{dataset}/shards.log",
     benchmark:
-        "results/benchmarks/datasets/{dataset}/shards.tsv",
+        "results/benchmarks/datasets/{dataset}/shards.tsv"
     params:
         code=code_of("shards"),
         run_id=RUN_ID,
@@ -81,6 +90,9 @@ rule dataset_shards:
         cfg=config["shards"],
     # a demo copy is a few hundred images: one process, so that it fits beside a one-thread pretraining job
     threads: lambda wildcards: 1 if is_demo_dataset(wildcards.dataset) else 8
+    resources:
+        mem_mb=lambda wildcards, threads, attempt: res.pool_mb(threads, attempt),
+        runtime=lambda wildcards, input, threads, attempt: res.shards_minutes(res.rows(input.records), threads, attempt),
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -11,13 +11,17 @@ if config["data"]["source"] == "demo":
         log:
             "logs/demo_data.log",
         benchmark:
-            "results/benchmarks/demo_data.tsv",
+            "results/benchmarks/demo_data.tsv"
         params:
             code=code_of("demo_data"),
             demo=config["demo"],
             root=root_from_output,
             fractions=",".join(str(config["demo"]["split_fractions"][s]) for s in ("train", "validate", "test")),
         threads: 8
+        localrule: True
+        resources:
+            mem_mb=lambda wildcards, threads, attempt: res.pool_mb(threads, attempt),
+            runtime=res.LIGHT_MINUTES,
         priority: 10  # the chain to pretraining runs first: every imitate result waits for it
         conda:
             "../../envs/imitate.yaml"

@@ -9,7 +9,7 @@ rule embed:
     log:
         "logs/embed.log",
     benchmark:
-        "results/benchmarks/embed.tsv",
+        "results/benchmarks/embed.tsv"
     params:
         code=code_of("embed"),
         run_id=RUN_ID,
@@ -20,6 +20,12 @@ rule embed:
         token_ids=lambda wildcards: "--token-ids" if embed_settings(wildcards)["token_ids"] else "",
         remote_code=lambda wildcards: "--trust-remote-code" if embed_settings(wildcards)["trust_remote_code"] else "",
     threads: 2
+    resources:
+        gpu=lambda wildcards: res.gpus(embed_settings(wildcards)["device"]),
+        mem_mb=lambda wildcards, attempt: res.torch_mb(0, attempt),
+        runtime=lambda wildcards, input, threads, attempt: res.embed_minutes(
+            res.rows(input.studies), embed_settings(wildcards)["device"], threads, attempt
+        ),
     priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"
@@ -38,7 +44,7 @@ use rule embed as embed_variant with:
     log:
         "logs/embed/{embed_key}.log",
     benchmark:
-        "results/benchmarks/embed/{embed_key}.tsv",
+        "results/benchmarks/embed/{embed_key}.tsv"
     wildcard_constraints:
         embed_key="|".join(EMBED_VARIANTS) or "no-variant",
 
@@ -52,12 +58,16 @@ rule embed_map:
     log:
         "logs/embed_map.log",
     benchmark:
-        "results/benchmarks/embed_map.tsv",
+        "results/benchmarks/embed_map.tsv"
     params:
         code=code_of("embed_map"),
         run_id=RUN_ID,
         cfg=config["embed"]["map"],
         seed=config["seed"],
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -1,5 +1,6 @@
 # Downstream evaluation: one job per (task, dataset, method), all seeds inside -> tables with provenance.
 
+
 wildcard_constraints:
     task="|".join(TASKS),
     experiment="|".join(map(re.escape, VARIANTS)) or "no-experiment",
@@ -19,7 +20,7 @@ rule evaluate:
     log:
         "logs/evaluate/{task}/{dataset}/{method}.log",
     benchmark:
-        "results/benchmarks/evaluate/{task}/{dataset}/{method}.tsv",
+        "results/benchmarks/evaluate/{task}/{dataset}/{method}.tsv"
     params:
         rule_name="evaluate",
         code=code_of("evaluate"),
@@ -29,7 +30,11 @@ rule evaluate:
         backbone=config["model"]["backbone"],
         weights_file=lambda wildcards, input: f"--weights-file {input.weights}" if input.weights else "",
         preview="",
-    threads: 1
+    threads: evaluate_threads
+    resources:
+        gpu=res.gpus(config["evaluate"].get("device", "cpu")),
+        mem_mb=evaluate_mem_mb,
+        runtime=evaluate_runtime,
     conda:
         "../../envs/imitate.yaml"
     shell:
@@ -79,7 +84,7 @@ use rule evaluate as evaluate_experiment with:
     log:
         "logs/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.log",
     benchmark:
-        "results/benchmarks/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.tsv",
+        "results/benchmarks/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.tsv"
 
 
 use rule evaluate_dense as evaluate_dense_experiment with:
@@ -98,7 +103,7 @@ use rule evaluate_dense as evaluate_dense_experiment with:
     log:
         "logs/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.log",
     benchmark:
-        "results/benchmarks/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.tsv",
+        "results/benchmarks/experiments/{experiment}/evaluate/{task}/{dataset}/{method}.tsv"
 
 
 rule tables:
@@ -113,11 +118,15 @@ rule tables:
     log:
         "logs/tables/{task}.log",
     benchmark:
-        "results/benchmarks/tables/{task}.tsv",
+        "results/benchmarks/tables/{task}.tsv"
     params:
         code=code_of("tables"),
         run_id=RUN_ID,
         real=lambda wildcards: real_datasets_arg(task_datasets(wildcards.task)),
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:
@@ -134,9 +143,13 @@ rule provenance_catalog:
     log:
         "logs/provenance_catalog.log",
     benchmark:
-        "results/benchmarks/provenance_catalog.tsv",
+        "results/benchmarks/provenance_catalog.tsv"
     params:
         code=code_of("catalog"),
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:

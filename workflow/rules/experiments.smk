@@ -76,11 +76,22 @@ def ablation_spec(name):
     rows = []
     for row in table["rows"]:
         experiment = EXPERIMENTS[row]
-        rows.append({"experiment": row, "label": experiment.label,
-                     "x": setting_of(experiment, table["plot"]) if table["plot"] else None})
-    spec = {"title": table["title"], "paper": table["paper"], "plot": table["plot"], "method": ablation_method(),
-            "trainable_parameters": table["trainable_parameters"], "rows": rows,
-            "columns": ablation_columns(config)[name]}
+        rows.append(
+            {
+                "experiment": row,
+                "label": experiment.label,
+                "x": setting_of(experiment, table["plot"]) if table["plot"] else None,
+            }
+        )
+    spec = {
+        "title": table["title"],
+        "paper": table["paper"],
+        "plot": table["plot"],
+        "method": ablation_method(),
+        "trainable_parameters": table["trainable_parameters"],
+        "rows": rows,
+        "columns": ablation_columns(config)[name],
+    }
     return json.dumps(spec, sort_keys=True)
 
 
@@ -88,8 +99,11 @@ def ablation_parts(wildcards):
     """The evaluation files an ablation table reads: each row's method on each column's task and dataset."""
     table = config["ablations"][wildcards.ablation]
     pairs = dict.fromkeys((c["task"], c["dataset"]) for c in table["columns"])
-    return [f"{experiment_dir(row)}/evaluate/{task}/{dataset}/{ablation_method()}.parquet"
-            for row in table["rows"] for task, dataset in pairs]
+    return [
+        f"{experiment_dir(row)}/evaluate/{task}/{dataset}/{ablation_method()}.parquet"
+        for row in table["rows"]
+        for task, dataset in pairs
+    ]
 
 
 def ablation_cards_arg(name):

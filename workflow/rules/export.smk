@@ -17,7 +17,7 @@ rule export:
     log:
         "logs/export.log",
     benchmark:
-        "results/benchmarks/export.tsv",
+        "results/benchmarks/export.tsv"
     params:
         code=code_of("export"),
         run_id=RUN_ID,
@@ -26,6 +26,10 @@ rule export:
         tables=lambda wildcards, input: f"--tables {os.path.dirname(input.tables[0])}" if input.tables else "",
         # a function: the templates' "{label}" must not be read as a wildcard
         prompts=lambda wildcards: zero_shot_prompts(),
+    localrule: True
+    resources:
+        mem_mb=res.TORCH_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:

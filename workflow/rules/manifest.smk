@@ -14,7 +14,7 @@ rule manifest:
     log:
         "logs/manifest.log",
     benchmark:
-        "results/benchmarks/manifest.tsv",
+        "results/benchmarks/manifest.tsv"
     params:
         code=code_of("manifest"),
         run_id=RUN_ID,
@@ -25,6 +25,10 @@ rule manifest:
         text_mode=config["manifest"].get("text_mode", "hierarchical"),
     priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     threads: 2  # DuckDB's; also keeps the chain's jobs from interleaving with shorter ones
+    resources:
+        # 378k metadata rows and 454k file checks take 4.7 s (docs/benchmarks.md); 210 MB in the tiny run
+        mem_mb=lambda wildcards, attempt: res.megabytes(res.LIGHT_MB, attempt),
+        runtime=lambda wildcards, attempt: res.minutes(0, attempt),
     conda:
         "../../envs/imitate.yaml"
     shell:

@@ -10,11 +10,14 @@ rule preflight:
     log:
         "logs/preflight.log",
     benchmark:
-        "results/benchmarks/preflight.tsv",
+        "results/benchmarks/preflight.tsv"
     params:
         code=code_of("preflight"),
         configfiles=" ".join(f"--configfile {shlex.quote(str(f))}" for f in workflow.overwrite_configfiles),
     localrule: True
+    resources:
+        mem_mb=res.TORCH_MB,  # loads the text encoder
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:

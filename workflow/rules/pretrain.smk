@@ -2,6 +2,9 @@
 # process per GPU when the job gets several (--set-resources pretrain:gpu=N).
 # --resume: a rerun after a preemption continues from <out-dir>/resume.pt (not an output, so a failed job
 # does not delete it).
+# Outputs not protected(): for a user other than root, a write-protected output turns every rerun trigger
+# (the code hash and settings params) into a ProtectedOutputException that stops the whole workflow, dry
+# runs included; for root (containers, CI) Snakemake's check never fires. Shards: the same.
 
 
 rule pretrain:
@@ -17,13 +20,15 @@ rule pretrain:
     log:
         "logs/pretrain.log",
     benchmark:
-        "results/benchmarks/pretrain.tsv",
+        "results/benchmarks/pretrain.tsv"
     params:
         code=code_of("pretrain"),
         run_id=RUN_ID,
         experiment=lambda wildcards: experiment_of(wildcards).name,
         model=lambda wildcards: settings(experiment_of(wildcards).blocks, "model"),
-        pretrain=lambda wildcards: settings(experiment_of(wildcards).blocks, "pretrain", scheduling=PRETRAIN_SCHEDULING_KEYS),
+        pretrain=lambda wildcards: settings(
+            experiment_of(wildcards).blocks, "pretrain", scheduling=PRETRAIN_SCHEDULING_KEYS
+        ),
         # an unfrozen text encoder (Table XI) is loaded in the training step: it needs the embed settings
         text=lambda wildcards: text_settings_arg(experiment_of(wildcards)),
         seed=config["seed"],
@@ -31,7 +36,10 @@ rule pretrain:
         out_dir=lambda wildcards, output: os.path.dirname(output.encoder),
     threads: lambda wildcards: experiment_of(wildcards).blocks["pretrain"]["threads"]
     resources:
-        gpu=0,
+        # one GPU on cuda; more with --set-resources pretrain:gpu=N (the launcher then runs torchrun)
+        gpu=lambda wildcards: res.gpus(experiment_of(wildcards).blocks["pretrain"]["device"]),
+        mem_mb=lambda wildcards, attempt: res.torch_mb(experiment_of(wildcards).blocks["pretrain"]["workers"], attempt),
+        runtime=pretrain_runtime,
     priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"
@@ -50,11 +58,15 @@ rule loss_curve:
     log:
         "logs/loss_curve.log",
     benchmark:
-        "results/benchmarks/loss_curve.tsv",
+        "results/benchmarks/loss_curve.tsv"
     params:
         code=code_of("loss_curve"),
         run_id=RUN_ID,
         experiment=lambda wildcards: experiment_of(wildcards).name,
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:
@@ -73,7 +85,7 @@ use rule pretrain as pretrain_experiment with:
     log:
         "logs/experiments/{experiment}/pretrain.log",
     benchmark:
-        "results/benchmarks/experiments/{experiment}/pretrain.tsv",
+        "results/benchmarks/experiments/{experiment}/pretrain.tsv"
 
 
 use rule loss_curve as loss_curve_experiment with:
@@ -88,5 +100,6 @@ use rule loss_curve as loss_curve_experiment with:
         ),
     log:
         "logs/experiments/{experiment}/loss_curve.log",
+    localrule: True  # `use rule` does not carry it over
     benchmark:
-        "results/benchmarks/experiments/{experiment}/loss_curve.tsv",
+        "results/benchmarks/experiments/{experiment}/loss_curve.tsv"

@@ -10,7 +10,7 @@ rule sections:
     log:
         "logs/sections.log",
     benchmark:
-        "results/benchmarks/sections.tsv",
+        "results/benchmarks/sections.tsv"
     params:
         code=code_of("sections"),
         run_id=RUN_ID,
@@ -21,6 +21,10 @@ rule sections:
             else ""
         ),
     threads: 8
+    resources:
+        # 227,835 reports take 6.5 s on 2 processes (docs/benchmarks.md): the start-up allowance is the time
+        mem_mb=lambda wildcards, threads, attempt: res.pool_mb(threads, attempt),
+        runtime=lambda wildcards, attempt: res.minutes(0, attempt),
     priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"

@@ -10,7 +10,7 @@ rule shards:
     log:
         "logs/shards.log",
     benchmark:
-        "results/benchmarks/shards.tsv",
+        "results/benchmarks/shards.tsv"
     params:
         code=code_of("shards"),
         root=DATA_ROOT,
@@ -18,6 +18,9 @@ rule shards:
         crop="--crop-nonzero" if config["shards"]["crop_nonzero"] else "",
         run_id=RUN_ID,
     threads: 8
+    resources:
+        mem_mb=lambda wildcards, threads, attempt: res.pool_mb(threads, attempt),
+        runtime=lambda wildcards, input, threads, attempt: res.shards_minutes(res.rows(input.images), threads, attempt),
     priority: 10  # the chain to pretraining runs first: every imitate result waits for it
     conda:
         "../../envs/imitate.yaml"

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from imitate.images.transforms import build_eval_transform
+from imitate.io.progress import ProgressLog
 from imitate.shards.reader import iter_samples
 
 
@@ -41,8 +42,10 @@ def extract_features(
     crop_size: int,
     batch_size: int = 64,
     device: str = "cpu",
+    progress: ProgressLog | None = None,
 ) -> Features:
-    """Run ``encoder`` over every sample of ``shards`` with the evaluation transform (center crop)."""
+    """Run ``encoder`` over every sample of ``shards`` with the evaluation transform (center crop);
+    ``progress`` (of as many units as there are samples) is advanced after each batch."""
     transform = build_eval_transform(crop_size)
     keys: list[str] = []
     values: list[np.ndarray] = []
@@ -50,6 +53,8 @@ def extract_features(
         images = torch.stack([transform(torch.from_numpy(s["image"])) for s in batch]).to(device)
         values.append(encoder(images).float().cpu().numpy())
         keys.extend(s["key"] for s in batch)
+        if progress is not None:
+            progress.advance(len(batch))
     if not values:
         raise ValueError(f"no samples in shards {[str(s) for s in shards]}")
     return Features(keys, np.concatenate(values))

@@ -45,7 +45,7 @@ from imitate.evaluate.device import autocast, deterministic_on_cpu, model_device
 from imitate.evaluate.encoders import build_encoder
 from imitate.evaluate.fit import FitResult, Selection, fit
 from imitate.evaluate.metrics.classification import classification_metrics, macro_auc
-from imitate.evaluate.request import EvalRequest
+from imitate.evaluate.request import EvalRequest, fit_name, fits_progress
 from imitate.evaluate.rows import result_rows
 from imitate.evaluate.settings import from_block
 from imitate.images.transforms import KAD_AUGMENTS, kad_augment, kad_crop_transform
@@ -106,12 +106,13 @@ def finetune(
     shards_manifest: str | Path,
     train_keys: Sequence[str],
     settings: Settings,
+    name: str | None = None,
 ) -> FinetuneResult:
     """Train ``encoder`` (in place) and a new linear head on the ``train_keys`` images; test the best epoch.
 
     ``shards_manifest`` is the ``manifest.parquet`` of the prepared dataset's shards; the training images
     come from its train shards, validation and test from all of its validate and test shards. Labels
-    come from ``dataset`` by key.
+    come from ``dataset`` by key. ``name`` (the dataset's by default) heads the progress lines.
     """
     _check_inputs(encoder, dataset, train_keys)
     device = torch.device(settings.device)
@@ -150,15 +151,11 @@ def finetune(
 
     with deterministic_on_cpu(device):
         result = fit(model, train_epoch, validate, epochs=settings.epochs,
-                     selection=Selection("macro AUC", maximise=True), name=dataset.name)
+                     selection=Selection("macro AUC", maximise=True), name=name or dataset.name)
         test_scores = _predict(model, loader(test, 0, shuffle=False))
-    return FinetuneResult(
-        metrics=classification_metrics(dataset.kind, test.labels.numpy(), test_scores, dataset.label_names),
-        fit=result,
-        n_train=len(train),
-        n_test=len(test),
-        test_probabilities=test_scores,
-    )
+    metrics = classification_metrics(dataset.kind, test.labels.numpy(), test_scores, dataset.label_names)
+    return FinetuneResult(metrics=metrics, fit=result, n_train=len(train), n_test=len(test),
+                          test_probabilities=test_scores)
 
 
 def _check_inputs(encoder: nn.Module, dataset: EvalDataset, train_keys: Sequence[str]) -> None:
@@ -242,11 +239,14 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
     dataset = request.dataset()
     info = request.run_info(dataset)
     rows: list[dict[str, object]] = []
+    fits = fits_progress(request, log)
     for seed in request.seeds:
         settings = Settings.from_block(request.settings, crop_size=request.crop_size, device=request.device, seed=seed)
         for fraction, keys in sorted(request.training_subsets(seed).items()):
             encoder = build_encoder(request.method, request.backbone, seed=seed, pretrained=request.weights_file)
-            result = finetune(encoder, encoder.num_features, dataset, request.shards, keys, settings)
+            result = finetune(encoder, encoder.num_features, dataset, request.shards, keys, settings,
+                              name=f"fine-tuning, {fit_name(request, seed, fraction)}")
             rows += result_rows(info, fraction=fraction, seed=seed, metrics=result.metrics, n_train=result.n_train,
                                 n_test=result.n_test, best_epoch=result.fit.best_epoch)
+            fits.advance()
     return rows

@@ -27,10 +27,11 @@ from imitate.evaluate.data.prepared import EvalDataset
 from imitate.evaluate.encoders import frozen_encoder
 from imitate.evaluate.fit import FitResult, Selection, fit
 from imitate.evaluate.metrics.classification import check_kind, class_indices, classification_metrics, validation_score
-from imitate.evaluate.request import EvalRequest
+from imitate.evaluate.request import EvalRequest, fit_name, fits_progress
 from imitate.evaluate.rows import result_rows
 from imitate.evaluate.settings import from_block
-from imitate.shards.reader import shard_paths
+from imitate.io.progress import ProgressLog
+from imitate.shards.reader import count_samples, shard_paths
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,14 @@ def _probabilities(kind: str, head: nn.Module, x: torch.Tensor) -> np.ndarray:
 
 
 def linear_probe(
-    train: Split, val: Split, test: Split, settings: Settings, *, kind: str = "multilabel", label_names: Sequence[str]
+    train: Split,
+    val: Split,
+    test: Split,
+    settings: Settings,
+    *,
+    kind: str = "multilabel",
+    label_names: Sequence[str],
+    name: str = "linear probe",
 ) -> ProbeResult:
     """Fit a linear head on ``train`` (features, labels); choose the epoch on ``val``; score ``test``.
 
@@ -118,7 +126,7 @@ def linear_probe(
 
     selection = Selection("accuracy" if kind == "multiclass" else "macro AUC", maximise=True)
     result = fit(head, train_epoch, lambda: validation_score(kind, val[1], _probabilities(kind, head, xv)),
-                 epochs=settings.epochs, selection=selection, name="linear probe")
+                 epochs=settings.epochs, selection=selection, name=name)
     test_probabilities = _probabilities(kind, head, xs)
     return ProbeResult(classification_metrics(kind, test[1], test_probabilities, label_names), result, len(xt),
                        len(xs), test_probabilities)
@@ -128,9 +136,14 @@ def split_features(request: EvalRequest, seed: int) -> dict[str, Features]:
     """Features of the train, validate and test shards under the request's frozen encoder for ``seed``."""
     encoder = frozen_encoder(request.method, request.backbone, seed=seed, pretrained=request.weights_file)
     encoder = encoder.to(request.device)
+    drawn = f", random encoder of seed {seed}" if request.method.is_random else ""
+
+    def progress(split: str) -> ProgressLog:
+        return ProgressLog(log, f"{split} features{drawn}", count_samples(request.shards, split), "images")
+
     return {
         split: extract_features(encoder, shard_paths(request.shards, split), crop_size=request.crop_size,
-                                batch_size=request.batch_size, device=request.device)
+                                batch_size=request.batch_size, device=request.device, progress=progress(split))
         for split in ("train", "validate", "test")
     }
 
@@ -156,6 +169,7 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
     info = request.run_info(dataset)
     rows: list[dict[str, object]] = []
     feats: dict[str, Features] | None = None
+    fits = fits_progress(request, log)
     for seed in request.seeds:
         fractions = request.training_subsets(seed)
         if feats is None or request.method.is_random:
@@ -165,9 +179,11 @@ def run(request: EvalRequest) -> list[dict[str, object]]:
         settings = Settings.from_block(request.settings, seed=seed)
         for fraction, keys in sorted(fractions.items()):
             train = _subset(feats["train"], keys, dataset, request.subsets)
-            result = linear_probe(train, val, test, settings, kind=dataset.kind, label_names=dataset.label_names)
+            result = linear_probe(train, val, test, settings, kind=dataset.kind, label_names=dataset.label_names,
+                                  name=f"linear probe, {fit_name(request, seed, fraction)}")
             log.info("%s %s %g%% seed %d: %s (epoch %d)", dataset.name, request.method.name, fraction, seed,
                      result.metrics, result.fit.best_epoch)
+            fits.advance()
             rows += result_rows(info, fraction=fraction, seed=seed, metrics=result.metrics, n_train=len(train[0]),
                                 n_test=len(test[1]), best_epoch=result.fit.best_epoch)
     return rows

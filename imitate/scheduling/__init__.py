@@ -1,0 +1,1 @@
+"""What each workflow job asks of the machine that runs it: memory, wall time and GPUs (Snakemake resources)."""
