@@ -101,7 +101,7 @@ def test_catalog_answers_which_checkpoint_and_which_tables(tiny_run):
         [split],
     ).fetchall()
     tasks = sorted(TASKS)
-    assert tables == [(f"results/tables/{t}.{ext}",) for t in tasks for ext in ("csv", "md")]
+    assert tables == [(f"results/tables/{t}.{ext}",) for t in tasks for ext in ("csv", "md", "png")]
     rules = {r for (r,) in con.execute("SELECT DISTINCT rule FROM artifacts").fetchall()}
     assert {"sections", "manifest", "shards", "embed", "pretrain", "dataset_demo", "dataset", "dataset_shards",
             "evaluate", "tables"} <= rules
