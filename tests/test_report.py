@@ -52,6 +52,20 @@ def page(report: Path) -> Iterator[Browser]:
         browser.close()
 
 
+def test_the_browser_catches_a_pages_errors(tmp_path):
+    """The harness itself: what the ``page`` fixture requires to stay empty does fill on a broken page."""
+    broken = tmp_path / "broken.html"
+    broken.write_text("<!DOCTYPE html><html><body><script>console.error('logged'); notDefined();</script></body>")
+    browser = Browser()
+    try:
+        browser.open(broken)
+        assert browser.evaluate("document.readyState") == "complete"
+        assert any("logged" in error for error in browser.errors), browser.errors
+        assert any("notDefined is not defined" in error for error in browser.errors), browser.errors
+    finally:
+        browser.close()
+
+
 def _menu(page: Browser, name: str) -> list[list[str]]:
     """Click a category in the menu (going home first, by the breadcrumbs); the rows of the list it shows."""
     link = f"[...document.querySelectorAll('nav a')].find(a => a.textContent.trim() === {json.dumps(name)})"
