@@ -27,12 +27,17 @@ include: "workflow/rules/datasets.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/export.smk"
 include: "workflow/rules/ablations.smk"
+include: "workflow/rules/report.smk"
 
 
 check_raw_data_untouched()
 
 
+report: "workflow/report/workflow.rst"
+
+
 rule all:
     input:
         final_outputs(),
+        REPORT_PAGES,
     default_target: True

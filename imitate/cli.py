@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dataset": ("dataset", "read a downstream dataset via its adapter; freeze splits (by patient) and subsets"),
     "evaluate": ("evaluate", "evaluate one method on one downstream task and dataset, over all seeds"),
     "tables": ("tables", "gather evaluation results into results/tables/<task>.csv and .md with provenance"),
+    "report-page": ("report_page", "write a page of the report: results, stage counts, provenance or run times"),
     "ablation": ("ablation", "write one ablation table (experiments as rows) as CSV, Markdown and a plot"),
     "provenance": ("provenance", "print the lineage of an artifact down to the raw inputs, with hashes"),
     "audit": ("audit", "re-hash every recorded input and output; list mismatches (exit 1 if any)"),

@@ -34,6 +34,9 @@ FORBIDDEN: dict[str, set[str]] = {
     "evaluate": {"train", "commands", "cli", "tables", "preflight"},
     "train": {"evaluate", "commands", "cli", "tables", "preflight"},
     "tables": {"train", "commands", "cli"},
+    # the report's pages read the stages' outputs and records: nothing that computes them
+    "report": {"train", "evaluate", "models", "losses", "commands", "cli", "preflight", "datasets", "shards", "demo",
+               "embed", "images", "sections", "manifest"},
     # the released model: read by researchers' code, so nothing of the pipeline's stages
     "pretrained": {"train", "commands", "cli", "tables", "preflight", "datasets", "demo", "sections", "manifest"},
     # read by the workflow at load time: configuration only, never torch
@@ -43,7 +46,7 @@ FORBIDDEN: dict[str, set[str]] = {
     "scheduling": {"*"},
 }
 STAGE_PARTS = ("sections", "manifest", "shards", "embed", "datasets", "demo", "train", "evaluate", "tables",
-               "preflight", "provenance")
+               "preflight", "provenance", "report")
 
 
 def _modules() -> dict[str, Path]:

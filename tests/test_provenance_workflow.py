@@ -101,7 +101,7 @@ def test_catalog_answers_which_checkpoint_and_which_tables(tiny_run):
         [split],
     ).fetchall()
     tasks = sorted(TASKS)
-    assert tables == [(f"results/tables/{t}.{ext}",) for t in tasks for ext in ("csv", "md")]
+    assert tables == [(f"results/tables/{t}.{ext}",) for t in tasks for ext in ("csv", "md", "png")]
     rules = {r for (r,) in con.execute("SELECT DISTINCT rule FROM artifacts").fetchall()}
     assert {"sections", "manifest", "shards", "embed", "pretrain", "dataset_demo", "dataset", "dataset_shards",
             "evaluate", "tables"} <= rules
@@ -120,8 +120,9 @@ def test_editing_package_code_reruns_exactly_the_rules_that_use_it(run_copy, tmp
         fh.write("\n# an edit\n")
     after = run_snakemake(run_copy, "--dry-run", "--rerun-triggers", "params", snakefile=snakefile)
     jobs = set(re.findall(r"^(?:local)?rule (\w+):", after.stdout + after.stderr, re.MULTILINE)) - {"all"}
-    # the exported model's card holds the tables, so it is written again too
-    assert jobs == {"tables", "export", "provenance_catalog"}, after.stdout + after.stderr
+    # the tables, and what reads them: the exported model's card, the catalog and the report's pages
+    assert jobs == {"tables", "export", "provenance_catalog", "report_results", "report_provenance",
+                    "report_benchmarks"}, after.stdout + after.stderr
 
 
 def test_report_holds_tables_figures_and_provenance(tiny_run, tmp_path):

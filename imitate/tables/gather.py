@@ -59,7 +59,7 @@ def _fraction_order(fraction: str) -> float:
     return math.inf if fraction == "all" else float(fraction)
 
 
-def _columns(rows: Sequence[Mapping], task: str) -> list[Column]:
+def table_columns(rows: Sequence[Mapping], task: str) -> list[Column]:
     """The table's columns: per dataset its headline metric per fraction, or its metrics."""
     columns: list[Column] = []
     for dataset in sorted({r["dataset"] for r in rows}):
@@ -113,7 +113,7 @@ def _paper_rows(columns: Sequence[Column], task: str, real: Mapping[str, str]) -
     ]
 
 
-def _row_name(row: Mapping) -> str:
+def row_name(row: Mapping) -> str:
     """A table row's name: the method, and the experiment when it is not the base run."""
     return row["method"] if row["experiment"] == "base" else f"{row['method']} [{row['experiment']}]"
 
@@ -126,12 +126,12 @@ def markdown(table: pa.Table, task: str, real: Mapping[str, str] | None = None) 
     their adapter; for those, the paper's reported numbers are added as rows.
     """
     rows = table.to_pylist()
-    columns = _columns(rows, task)
+    columns = table_columns(rows, task)
     cell: dict[tuple[str, Column], list[float]] = {}
     row_seeds: dict[str, set[int]] = {}  # a row's seeds: the pretrained zero-shot/retrieval rows run one
     for r in rows:
-        cell.setdefault((_row_name(r), (r["dataset"], r["fraction"], r["metric"])), []).append(r["value"])
-        row_seeds.setdefault(_row_name(r), set()).add(r["seed"])
+        cell.setdefault((row_name(r), (r["dataset"], r["fraction"], r["metric"])), []).append(r["value"])
+        row_seeds.setdefault(row_name(r), set()).add(r["seed"])
     seeds = sorted({r["seed"] for r in rows})
     lines = [
         f"**{TITLES[task]}** — × 100, mean ± standard deviation over seeds {', '.join(map(str, seeds))}",

@@ -148,20 +148,21 @@ def zero_shot_prompts():
     return json.dumps({k: block[k] for k in ("templates", "names") if k in block}, sort_keys=True)
 
 
-def final_tables():
-    """The results tables of every task that runs on at least one dataset."""
+def final_tables(exts=("csv", "md")):
+    """The results tables (with "png": and plots) of every task that runs on at least one dataset."""
     return [
         f"results/tables/{task}.{ext}"
         for task in TASKS
         if task_datasets(task) and task_methods(task)
-        for ext in ("csv", "md")
+        for ext in exts
     ]
 
 
 def final_outputs():
-    """Everything `snakemake` builds by default: the tables, the exported model and the provenance catalog."""
+    """Everything `snakemake` builds by default but the report's pages: the tables and their plots, the exported
+    model and the provenance catalog."""
     return [
-        *final_tables(),
+        *final_tables(("csv", "md", "png")),
         f"{EXPORT_DIR}/README.md",
         *ablation_outputs(),
         *[pretrain_output(name, "loss_curve.png") for name in EXPERIMENTS],

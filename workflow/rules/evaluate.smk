@@ -110,8 +110,24 @@ rule tables:
     input:
         parts=lambda wildcards: evaluation_outputs(wildcards.task),
     output:
-        csv=report("results/tables/{task}.csv", category="Results", caption="../report/tables.rst"),
-        md=report("results/tables/{task}.md", category="Results", caption="../report/tables.rst"),
+        csv=report(
+            "results/tables/{task}.csv",
+            category="Results",
+            labels={"task": "{task}", "content": "table (CSV)"},
+            caption="../report/tables.rst",
+        ),
+        md=report(
+            "results/tables/{task}.md",
+            category="Results",
+            labels={"task": "{task}", "content": "table (Markdown)"},
+            caption="../report/tables.rst",
+        ),
+        png=report(
+            "results/tables/{task}.png",
+            category="Results",
+            labels={"task": "{task}", "content": "plot"},
+            caption="../report/task_plot.rst",
+        ),
         provenance=report(
             "results/tables/{task}.csv.provenance.json", category="Provenance", caption="../report/provenance.rst"
         ),
@@ -131,7 +147,8 @@ rule tables:
         "../../envs/imitate.yaml"
     shell:
         "IMITATE_RULE=tables IMITATE_WILDCARDS={wildcards:q} python -m imitate tables {input.parts} --task {wildcards.task}"
-        " --real-datasets {params.real} --csv {output.csv} --md {output.md} --run-id {params.run_id} > {log} 2>&1"
+        " --real-datasets {params.real} --csv {output.csv} --md {output.md} --png {output.png} --run-id {params.run_id}"
+        " > {log} 2>&1"
 
 
 rule provenance_catalog:
