@@ -27,6 +27,7 @@ import itertools
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -53,7 +54,7 @@ from imitate.train.checkpoint import load_checkpoint, save_checkpoint
 from imitate.train.data import build_pretrain_loader, steps_per_epoch
 from imitate.train.distributed import Ranks, any_rank, weights_digest
 from imitate.train.interrupt import InterruptedRunError, StopFlag, stop_on_signals
-from imitate.train.progress import RESUME_NAME, Progress, open_metrics
+from imitate.train.progress import METRICS_COPY_NAME, METRICS_NAME, RESUME_NAME, Progress, open_metrics
 from imitate.train.settings import PretrainConfig
 from imitate.train.study_text import StudyText
 from imitate.train.text import TextLayers, text_card, training_text
@@ -104,9 +105,18 @@ class _Run:
     resumed: bool
 
     def save_resume(self) -> None:
-        """Write the resumable state of ``progress`` to ``resume_path`` (rank 0 only)."""
+        """Write the resumable state of ``progress`` to ``resume_path``, and a copy of the metrics log beside it
+        (rank 0 only). The copy first: records beyond the resume state are cut when resuming."""
         if self.ranks.is_main:
+            metrics = self.resume_path.with_name(METRICS_NAME)
+            if metrics.exists():
+                shutil.copyfile(metrics, self.resume_path.with_name(METRICS_COPY_NAME))
             save_checkpoint(self.resume_path, self.trainer.state(self.progress, self.text))
+
+    def remove_resume(self) -> None:
+        """Delete the resume state and its copy of the metrics log."""
+        for path in (self.resume_path, self.resume_path.with_name(METRICS_COPY_NAME)):
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -205,7 +215,7 @@ def pretrain(
     with _seeded(cfg.seed, device), stop_on_signals() as stop:
         run = _start(cfg, device, steps, ranks, out_dir / RESUME_NAME, resume, text, text_layers)
         val_batches = loader(val_shards, 0, min(cfg.batch_size, val_shards.num_samples // ranks.world_size))
-        metrics_path = out_dir / "metrics.jsonl" if ranks.is_main else Path(os.devnull)
+        metrics_path = out_dir / METRICS_NAME if ranks.is_main else Path(os.devnull)
         with open_metrics(metrics_path, run.trainer.step if run.resumed and ranks.is_main else None) as metrics:
             while run.progress.epoch < cfg.epochs and not run.progress.stopped_early:
                 _run_epoch(run, loader, shards, val_batches, steps, metrics, stop)
@@ -268,9 +278,10 @@ def _start(
     if resumed:
         progress = trainer.restore(load_checkpoint(resume_path), resume_path, text)
         log.info("resuming from %s at epoch %d, batch %d", resume_path, progress.epoch, progress.batch)
-    elif ranks.is_main:
-        resume_path.unlink(missing_ok=True)
-    return _Run(cfg, trainer, progress, text, resume_path, ranks, resumed)
+    run = _Run(cfg, trainer, progress, text, resume_path, ranks, resumed)
+    if not resumed and ranks.is_main:
+        run.remove_resume()
+    return run
 
 
 def _run_epoch(
@@ -338,7 +349,7 @@ def _finish(
         export_model(out_dir / MODEL_FILE, progress.best_model, cfg.model, best[0], run.text)
         card = _model_card(cfg, trainer, progress, shards, val_shards, run.text)
         write_json(out_dir / "model_card.json", {**card, "data_sha256": dict(data or {})})
-        run.resume_path.unlink()
+        run.remove_resume()
     return PretrainResult(out_dir, progress.epoch, trainer.step, trainer.skipped, *best)
 
 
