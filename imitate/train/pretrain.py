@@ -27,7 +27,6 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -104,13 +103,13 @@ class _Run:
     ranks: Ranks
     resumed: bool
 
-    def save_resume(self) -> None:
-        """Write the resumable state of ``progress`` to ``resume_path``, and a copy of the metrics log beside it
-        (rank 0 only). The copy first: records beyond the resume state are cut when resuming."""
+    def save_resume(self, metrics: IO[str]) -> None:
+        """Write the resumable state of ``progress`` to ``resume_path`` and, first, a copy of the metrics log
+        beside it (rank 0 only). The copy is read through the open log: Snakemake may have deleted the file
+        already (the job's shell dies of the SIGTERM that this process survives to save its state)."""
         if self.ranks.is_main:
-            metrics = self.resume_path.with_name(METRICS_NAME)
-            if metrics.exists():
-                shutil.copyfile(metrics, self.resume_path.with_name(METRICS_COPY_NAME))
+            metrics.seek(0)
+            self.resume_path.with_name(METRICS_COPY_NAME).write_text(metrics.read())
             save_checkpoint(self.resume_path, self.trainer.state(self.progress, self.text))
 
     def remove_resume(self) -> None:
@@ -303,7 +302,7 @@ def _run_epoch(
     batches = loader(shards, epoch, cfg.batch_size)
     stopped = _train_epoch(trainer, batches, steps, progress, metrics, stop, cfg.max_skipped_steps)
     if stopped is not None:
-        run.save_resume()
+        run.save_resume(metrics)
         if stopped == "signal":
             raise InterruptedRunError(stop.signal or signal.SIGTERM, str(run.resume_path))
         raise RuntimeError(
@@ -321,7 +320,7 @@ def _run_epoch(
     progress.epoch, progress.batch, progress.epoch_losses = epoch + 1, 0, []
     out_of_patience = run.ranks.is_main and progress.out_of_patience(cfg.patience)
     progress.stopped_early = any_rank(out_of_patience, trainer.device) and progress.epoch < cfg.epochs
-    run.save_resume()
+    run.save_resume(metrics)
     log.info(
         "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
         epoch, train_loss, val["total_loss"], " (best)" if improved else "", seconds,

@@ -111,14 +111,15 @@ def _plain(value: Any) -> Any:
 
 
 def open_metrics(path: Path, resumed_step: int | None) -> IO[str]:
-    """The metrics log: new, or, when resuming, cut back to the records up to ``resumed_step``.
+    """The metrics log, open for appending and reading back: new, or, when resuming, cut back to the records
+    up to ``resumed_step``.
 
     Steps run after the last checkpoint of an interrupted run are run again, so their records go. A log
     deleted since (Snakemake removes the outputs of a failed job) is taken from the copy beside ``resume.pt``.
     """
     source = path if path.exists() else path.with_name(METRICS_COPY_NAME)
     if resumed_step is None or not source.exists():
-        return path.open("w")
+        return path.open("w+")
     kept = [line for line in source.read_text().splitlines() if json.loads(line).get("step", 0) <= resumed_step]
     path.write_text("".join(line + "\n" for line in kept))
-    return path.open("a")
+    return path.open("a+")
