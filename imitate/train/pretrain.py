@@ -53,7 +53,7 @@ from imitate.train.checkpoint import load_checkpoint, save_checkpoint
 from imitate.train.data import build_pretrain_loader, steps_per_epoch
 from imitate.train.distributed import Ranks, any_rank, weights_digest
 from imitate.train.interrupt import InterruptedRunError, StopFlag, stop_on_signals
-from imitate.train.progress import METRICS_COPY_NAME, METRICS_NAME, RESUME_NAME, Progress, open_metrics
+from imitate.train.progress import METRICS_NAME, RESUME_NAME, Progress, copy_metrics, open_metrics, remove_resume
 from imitate.train.settings import PretrainConfig
 from imitate.train.study_text import StudyText
 from imitate.train.text import TextLayers, text_card, training_text
@@ -104,18 +104,10 @@ class _Run:
     resumed: bool
 
     def save_resume(self, metrics: IO[str]) -> None:
-        """Write the resumable state of ``progress`` to ``resume_path`` and, first, a copy of the metrics log
-        beside it (rank 0 only). The copy is read through the open log: Snakemake may have deleted the file
-        already (the job's shell dies of the SIGTERM that this process survives to save its state)."""
+        """Write the resumable state of ``progress`` to ``resume_path``, a copy of the metrics log first (rank 0)."""
         if self.ranks.is_main:
-            metrics.seek(0)
-            self.resume_path.with_name(METRICS_COPY_NAME).write_text(metrics.read())
+            copy_metrics(metrics, self.resume_path)
             save_checkpoint(self.resume_path, self.trainer.state(self.progress, self.text))
-
-    def remove_resume(self) -> None:
-        """Delete the resume state and its copy of the metrics log."""
-        for path in (self.resume_path, self.resume_path.with_name(METRICS_COPY_NAME)):
-            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -277,10 +269,9 @@ def _start(
     if resumed:
         progress = trainer.restore(load_checkpoint(resume_path), resume_path, text)
         log.info("resuming from %s at epoch %d, batch %d", resume_path, progress.epoch, progress.batch)
-    run = _Run(cfg, trainer, progress, text, resume_path, ranks, resumed)
-    if not resumed and ranks.is_main:
-        run.remove_resume()
-    return run
+    elif ranks.is_main:
+        remove_resume(resume_path)
+    return _Run(cfg, trainer, progress, text, resume_path, ranks, resumed)
 
 
 def _run_epoch(
@@ -348,7 +339,7 @@ def _finish(
         export_model(out_dir / MODEL_FILE, progress.best_model, cfg.model, best[0], run.text)
         card = _model_card(cfg, trainer, progress, shards, val_shards, run.text)
         write_json(out_dir / "model_card.json", {**card, "data_sha256": dict(data or {})})
-        run.remove_resume()
+        remove_resume(run.resume_path)
     return PretrainResult(out_dir, progress.epoch, trainer.step, trainer.skipped, *best)
 
 

@@ -123,3 +123,16 @@ def open_metrics(path: Path, resumed_step: int | None) -> IO[str]:
     kept = [line for line in source.read_text().splitlines() if json.loads(line).get("step", 0) <= resumed_step]
     path.write_text("".join(line + "\n" for line in kept))
     return path.open("a+")
+
+
+def copy_metrics(metrics: IO[str], resume_path: Path) -> None:
+    """Copy the metrics log beside ``resume_path``, read through the open log: Snakemake may have deleted the
+    file already (the job's shell dies of the SIGTERM that the run survives to save its state)."""
+    metrics.seek(0)
+    resume_path.with_name(METRICS_COPY_NAME).write_text(metrics.read())
+
+
+def remove_resume(resume_path: Path) -> None:
+    """Delete the resume state and its copy of the metrics log."""
+    for path in (resume_path, resume_path.with_name(METRICS_COPY_NAME)):
+        path.unlink(missing_ok=True)
