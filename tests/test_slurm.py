@@ -43,7 +43,7 @@ SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(l
 
 @dataclass(frozen=True)
 class SlurmRun:
-    """The workdir, Snakemake's output, the SLURM job ids cancelled and every job ``squeue`` knew at the end."""
+    """The workdir, Snakemake's output, the SLURM job id cancelled and every job ``squeue`` knew at the end."""
 
     workdir: Path
     log: str
