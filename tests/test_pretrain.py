@@ -287,6 +287,25 @@ def test_sigterm_mid_epoch_then_resume_gives_the_uninterrupted_weights_bit_for_b
     assert not (out / RESUME_NAME).exists()
 
 
+def test_a_resume_after_snakemake_deleted_the_failed_jobs_metrics_log_keeps_its_records(tmp_path: Path):
+    run(tmp_path / "whole", epochs=2)
+    out = tmp_path / "interrupted"
+    sigterm = _sigterm_before(epoch=1, index=1)
+
+    def build(*args, **kwargs):
+        for i, batch in enumerate(sigterm(*args, **kwargs)):
+            if kwargs["epoch"] == 1 and i == 1:  # the job's shell died of the SIGTERM: Snakemake deletes its outputs
+                (out / "metrics.jsonl").unlink()
+            yield batch
+
+    with pytest.raises(InterruptedRunError):
+        run(out, epochs=2, build_loader=build)
+    assert not (out / "metrics.jsonl").exists()
+    run(out, epochs=2, resume=True)
+    assert _step_losses(out / "metrics.jsonl") == _step_losses(tmp_path / "whole/metrics.jsonl")
+    assert not (out / RESUME_NAME).exists() and not (out / "resume.metrics.jsonl").exists()
+
+
 def test_resume_refuses_other_settings_or_other_embeddings(tmp_path: Path):
     with pytest.raises(InterruptedRunError):
         run(tmp_path, epochs=2, build_loader=_sigterm_before(epoch=0, index=1))

@@ -53,7 +53,7 @@ from imitate.train.checkpoint import load_checkpoint, save_checkpoint
 from imitate.train.data import build_pretrain_loader, steps_per_epoch
 from imitate.train.distributed import Ranks, any_rank, weights_digest
 from imitate.train.interrupt import InterruptedRunError, StopFlag, stop_on_signals
-from imitate.train.progress import RESUME_NAME, Progress, open_metrics
+from imitate.train.progress import METRICS_NAME, RESUME_NAME, Progress, copy_metrics, open_metrics, remove_resume
 from imitate.train.settings import PretrainConfig
 from imitate.train.study_text import StudyText
 from imitate.train.text import TextLayers, text_card, training_text
@@ -103,9 +103,10 @@ class _Run:
     ranks: Ranks
     resumed: bool
 
-    def save_resume(self) -> None:
-        """Write the resumable state of ``progress`` to ``resume_path`` (rank 0 only)."""
+    def save_resume(self, metrics: IO[str]) -> None:
+        """Write the resumable state of ``progress`` to ``resume_path``, a copy of the metrics log first (rank 0)."""
         if self.ranks.is_main:
+            copy_metrics(metrics, self.resume_path)
             save_checkpoint(self.resume_path, self.trainer.state(self.progress, self.text))
 
 
@@ -205,7 +206,7 @@ def pretrain(
     with _seeded(cfg.seed, device), stop_on_signals() as stop:
         run = _start(cfg, device, steps, ranks, out_dir / RESUME_NAME, resume, text, text_layers)
         val_batches = loader(val_shards, 0, min(cfg.batch_size, val_shards.num_samples // ranks.world_size))
-        metrics_path = out_dir / "metrics.jsonl" if ranks.is_main else Path(os.devnull)
+        metrics_path = out_dir / METRICS_NAME if ranks.is_main else Path(os.devnull)
         with open_metrics(metrics_path, run.trainer.step if run.resumed and ranks.is_main else None) as metrics:
             while run.progress.epoch < cfg.epochs and not run.progress.stopped_early:
                 _run_epoch(run, loader, shards, val_batches, steps, metrics, stop)
@@ -269,7 +270,7 @@ def _start(
         progress = trainer.restore(load_checkpoint(resume_path), resume_path, text)
         log.info("resuming from %s at epoch %d, batch %d", resume_path, progress.epoch, progress.batch)
     elif ranks.is_main:
-        resume_path.unlink(missing_ok=True)
+        remove_resume(resume_path)
     return _Run(cfg, trainer, progress, text, resume_path, ranks, resumed)
 
 
@@ -292,7 +293,7 @@ def _run_epoch(
     batches = loader(shards, epoch, cfg.batch_size)
     stopped = _train_epoch(trainer, batches, steps, progress, metrics, stop, cfg.max_skipped_steps)
     if stopped is not None:
-        run.save_resume()
+        run.save_resume(metrics)
         if stopped == "signal":
             raise InterruptedRunError(stop.signal or signal.SIGTERM, str(run.resume_path))
         raise RuntimeError(
@@ -310,7 +311,7 @@ def _run_epoch(
     progress.epoch, progress.batch, progress.epoch_losses = epoch + 1, 0, []
     out_of_patience = run.ranks.is_main and progress.out_of_patience(cfg.patience)
     progress.stopped_early = any_rank(out_of_patience, trainer.device) and progress.epoch < cfg.epochs
-    run.save_resume()
+    run.save_resume(metrics)
     log.info(
         "epoch %d: train loss %.4f, val loss %.4f%s (%.0f s)",
         epoch, train_loss, val["total_loss"], " (best)" if improved else "", seconds,
@@ -338,7 +339,7 @@ def _finish(
         export_model(out_dir / MODEL_FILE, progress.best_model, cfg.model, best[0], run.text)
         card = _model_card(cfg, trainer, progress, shards, val_shards, run.text)
         write_json(out_dir / "model_card.json", {**card, "data_sha256": dict(data or {})})
-        run.resume_path.unlink()
+        remove_resume(run.resume_path)
     return PretrainResult(out_dir, progress.epoch, trainer.step, trainer.skipped, *best)
 
 

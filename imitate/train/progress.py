@@ -1,13 +1,13 @@
 """Where a pretraining run stands, so that it can stop at any step and continue bit for bit.
 
 The resumable checkpoint (``resume.pt`` beside the outputs, not a workflow output, so a failed or
-preempted job does not lose it) holds the trainer state plus a :class:`Progress`: the next batch to
-train, the losses of the epoch so far, the best epoch with its whole model's weights (E_v, P(·)
-and the projectors; the run's exports are made from them), with unfrozen text layers theirs too, and
-early stopping's count of epochs since the best one, so that a resumed run stops where the whole would. The
-data position is the batch index: the loader of an epoch is a function of (seed, epoch), so a resumed
-epoch replays its first batches unused and continues with exactly the batches the uninterrupted run
-would have seen.
+preempted job does not lose it, nor the copy of the metrics log kept with it) holds the trainer state
+plus a :class:`Progress`: the next batch to train, the losses of the epoch so far, the best epoch with
+its whole model's weights (E_v, P(·) and the projectors; the run's exports are made from them), with
+unfrozen text layers theirs too, and early stopping's count of epochs since the best one, so that a
+resumed run stops where the whole would. The data position is the batch index: the loader of an epoch
+is a function of (seed, epoch), so a resumed epoch replays its first batches unused and continues with
+exactly the batches the uninterrupted run would have seen.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from typing import IO, Any
 from torch import Tensor
 
 RESUME_NAME = "resume.pt"
+METRICS_NAME = "metrics.jsonl"
+# the metrics log as of resume.pt: Snakemake deletes a failed job's outputs, the metrics log among them
+METRICS_COPY_NAME = "resume.metrics.jsonl"
 BEST_TEXT_KEY = "best_text_encoder"  # the best epoch's trained text layers, when there are any
 
 
@@ -108,12 +111,28 @@ def _plain(value: Any) -> Any:
 
 
 def open_metrics(path: Path, resumed_step: int | None) -> IO[str]:
-    """The metrics log: new, or, when resuming, cut back to the records up to ``resumed_step``.
+    """The metrics log, open for appending and reading back: new, or, when resuming, cut back to the records
+    up to ``resumed_step``.
 
-    Steps run after the last checkpoint of an interrupted run are run again, so their records go.
+    Steps run after the last checkpoint of an interrupted run are run again, so their records go. A log
+    deleted since (Snakemake removes the outputs of a failed job) is taken from the copy beside ``resume.pt``.
     """
-    if resumed_step is None or not path.exists():
-        return path.open("w")
-    kept = [line for line in path.read_text().splitlines() if json.loads(line).get("step", 0) <= resumed_step]
+    source = path if path.exists() else path.with_name(METRICS_COPY_NAME)
+    if resumed_step is None or not source.exists():
+        return path.open("w+")
+    kept = [line for line in source.read_text().splitlines() if json.loads(line).get("step", 0) <= resumed_step]
     path.write_text("".join(line + "\n" for line in kept))
-    return path.open("a")
+    return path.open("a+")
+
+
+def copy_metrics(metrics: IO[str], resume_path: Path) -> None:
+    """Copy the metrics log beside ``resume_path``, read through the open log: Snakemake may have deleted the
+    file already (the job's shell dies of the SIGTERM that the run survives to save its state)."""
+    metrics.seek(0)
+    resume_path.with_name(METRICS_COPY_NAME).write_text(metrics.read())
+
+
+def remove_resume(resume_path: Path) -> None:
+    """Delete the resume state and its copy of the metrics log."""
+    for path in (resume_path, resume_path.with_name(METRICS_COPY_NAME)):
+        path.unlink(missing_ok=True)
