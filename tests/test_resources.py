@@ -28,7 +28,8 @@ SLURM = ROOT / "profiles" / "slurm"
 GPU_RULES = {"pretrain", "pretrain_experiment", "embed", "embed_variant", "evaluate", "evaluate_dense",
              "evaluate_experiment", "evaluate_dense_experiment"}
 LOCAL_RULES = {"preflight", "demo_data", "embed_map", "loss_curve", "loss_curve_experiment", "tables",
-               "provenance_catalog", "export", "ablation", "all"}
+               "provenance_catalog", "export", "ablation", "report_results", "report_counts",
+               "report_provenance", "report_benchmarks", "all"}
 # rules whose wall time scales with a Parquet input: <TBD> in a plan until that input is written
 SCALED = {"shards", "dataset_shards", "embed", "embed_variant", "pretrain", "pretrain_experiment", "evaluate",
           "evaluate_dense", "evaluate_experiment", "evaluate_dense_experiment"}

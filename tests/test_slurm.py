@@ -2,11 +2,12 @@
 
 The test starts munged, slurmctld and slurmd itself (:mod:`tests.helpers.slurm_cluster`), with the
 partitions the profile names, and runs the profile as the README's cluster section does; the command line
-adds only faster status checks. While the run goes, the pretraining job is cancelled with ``scancel`` once
-it trains. Then: every job that is not a local rule went through SLURM (its id in Snakemake's log and in
-``squeue``, the profile's partition and GPU request), the cancelled pretraining was submitted again as the
-profile's retries say and resumed from its checkpoint, and every data artifact has the bytes of the local
-tiny run's (``tiny_run``), the pretrained weights included.
+adds only faster status checks and one GPU for pretraining (the tiny run trains on the CPU, where the rule
+declares none; config/mimic.yaml's cuda device declares one). While the run goes, the pretraining job is
+cancelled with ``scancel`` once it trains. Then: every job that is not a local rule went through SLURM (its
+id in Snakemake's log and in ``squeue``, in the profile's partition, a GPU for pretraining alone), the
+cancelled pretraining was submitted again as the profile's retries say and resumed from its checkpoint, and
+every data artifact has the bytes of the local tiny run's (``tiny_run``), the pretrained weights included.
 
 It runs where the tests run as root, and fails (never skips) there when SLURM is not installed: ``.ci/run``
 installs it. As another user it is skipped: daemons, /etc/slurm and munge need root.
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.slurm
 PROFILE = ROOT / "profiles" / "slurm"
 # the test's only additions to the profile: the first status check after 1 s, not 40, and checks every second
 FAST_STATUS = ("--slurm-init-seconds-before-status-checks", "1", "--seconds-between-status-checks", "1")
+GPUS = 1  # pretraining's request, as its rule declares it on cuda: the cluster's node has a (fake) GPU
 RUN_TIMEOUT = 1800  # seconds for the whole workflow: 8-12 minutes on 2 busy cores, mostly the plugin's polling
 CANCELLED_RULE = "pretrain"
 TRAINING = "trainable parameters"  # pretrain.log's line once the model is built and SIGTERM writes a checkpoint
@@ -92,6 +94,7 @@ def slurm_run(tmp_path_factory) -> SlurmRun:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir)]
     cmd += ["--configfile", str(TINY), "--profile", str(PROFILE), *FAST_STATUS]
+    cmd += ["--set-resources", f"{CANCELLED_RULE}:gpu={GPUS}"]
     with slurm_cluster(_partitions(_profile()), base / "cluster") as cluster, output.open("w") as out:
         run = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=workdir)
         try:
@@ -140,16 +143,17 @@ def test_every_job_that_is_not_local_ran_as_a_slurm_job(slurm_run: SlurmRun):
         assert job["state"] == expected, job
 
 
-def test_the_profile_requests_a_gpu_for_pretraining(slurm_run: SlurmRun):
-    gpus = _profile()["set-resources"][CANCELLED_RULE]["gpu"]
+def test_pretraining_alone_holds_a_gpu(slurm_run: SlurmRun):
     pretraining = [job for job in slurm_run.jobs if job["comment"] == f"rule_{CANCELLED_RULE}"]
-    assert pretraining and all(job["tres_per_job"] == f"gres:gpu:{gpus}" for job in pretraining), pretraining
+    assert pretraining and all(job["tres_per_job"] == f"gres:gpu:{GPUS}" for job in pretraining), pretraining
+    others = [job for job in slurm_run.jobs if job["comment"] != f"rule_{CANCELLED_RULE}"]
+    assert others and not any("gpu" in job["tres_per_job"] for job in others), others
 
 
 def test_a_cancelled_pretraining_is_retried_and_resumes(slurm_run: SlurmRun):
     submitted = _submitted(slurm_run.log)
     pretraining = sorted((int(slurm), job) for slurm, (job, rule) in submitted.items() if rule == CANCELLED_RULE)
-    retries = _profile()["preemptible-retries"]
+    retries = _profile()["retries"]
     assert 2 <= len(pretraining) <= 1 + retries, pretraining
     assert str(pretraining[0][0]) == slurm_run.cancelled
     assert len({job for _, job in pretraining}) == 1, "the retry is another submission of the same Snakemake job"

@@ -151,10 +151,7 @@ def zero_shot_prompts():
 def final_tables(exts=("csv", "md")):
     """The results tables (with "png": and plots) of every task that runs on at least one dataset."""
     return [
-        f"results/tables/{task}.{ext}"
-        for task in TASKS
-        if task_datasets(task) and task_methods(task)
-        for ext in exts
+        f"results/tables/{task}.{ext}" for task in TASKS if task_datasets(task) and task_methods(task) for ext in exts
     ]
 
 

@@ -5,13 +5,6 @@
 REPORT_PAGES = [f"results/report/{page}.html" for page in ("results", "counts", "provenance", "benchmarks")]
 
 
-localrules:
-    report_results,
-    report_counts,
-    report_provenance,
-    report_benchmarks,
-
-
 rule report_results:
     input:
         tables=[path for path in final_tables() if path.endswith(".md")],
@@ -25,9 +18,13 @@ rule report_results:
     log:
         "logs/report/results.log",
     benchmark:
-        "results/benchmarks/report/results.tsv",
+        "results/benchmarks/report/results.tsv"
     params:
         code=code_of("report_page"),
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:
@@ -52,10 +49,14 @@ rule report_counts:
     log:
         "logs/report/counts.log",
     benchmark:
-        "results/benchmarks/report/counts.tsv",
+        "results/benchmarks/report/counts.tsv"
     params:
         code=code_of("report_page"),
         datasets=" ".join(used_datasets()),
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:
@@ -70,9 +71,13 @@ rule report_provenance:
     log:
         "logs/report/provenance.log",
     benchmark:
-        "results/benchmarks/report/provenance.tsv",
+        "results/benchmarks/report/provenance.tsv"
     params:
         code=code_of("report_page"),
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:
@@ -85,13 +90,19 @@ rule report_benchmarks:
         outputs=final_outputs(),
         pages=[page for page in REPORT_PAGES if not page.endswith("benchmarks.html")],
     output:
-        html=report("results/report/benchmarks.html", category="Run time and memory", caption="../report/benchmarks.rst"),
+        html=report(
+            "results/report/benchmarks.html", category="Run time and memory", caption="../report/benchmarks.rst"
+        ),
     log:
         "logs/report/benchmarks.log",
     benchmark:
-        "results/benchmarks/report/benchmarks.tsv",
+        "results/benchmarks/report/benchmarks.tsv"
     params:
         code=code_of("report_page"),
+    localrule: True
+    resources:
+        mem_mb=res.LIGHT_MB,
+        runtime=res.LIGHT_MINUTES,
     conda:
         "../../envs/imitate.yaml"
     shell:
