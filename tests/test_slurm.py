@@ -40,6 +40,7 @@ GPUS = 1  # pretraining's request, as its rule declares it on cuda: the cluster'
 RUN_TIMEOUT = 1800  # seconds for the whole workflow: 8-12 minutes on 2 busy cores, mostly the plugin's polling
 CANCELLED_RULE = "pretrain"
 TRAINING = "trainable parameters"  # pretrain.log's line once the model is built and SIGTERM writes a checkpoint
+EMBEDDED_LOG = re.compile(r"^Logfile .*:\n(=+)\n.*?^\1\n", re.MULTILINE | re.DOTALL)  # a log, between equal rules
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)")
 
 
@@ -110,6 +111,12 @@ def slurm_run(tmp_path_factory) -> SlurmRun:
     return SlurmRun(workdir, log, cancelled, jobs)
 
 
+def _own_lines(log: str) -> str:
+    """Snakemake's log without the logs it prints of failed jobs (a SLURM job's log holds the job step's own
+    Snakemake run, where the job's rule shows as a ``localrule``)."""
+    return EMBEDDED_LOG.sub("", log)
+
+
 def _job_counts(log: str) -> Counter:
     """The jobs Snakemake planned, per rule, from the "Job stats" table its log opens with."""
     table = log.split("Job stats:", 1)[1].split("\n\n", 1)[0].splitlines()[3:]
@@ -126,7 +133,7 @@ def _submitted(log: str) -> dict[str, tuple[str, str]]:
 
 def test_every_job_that_is_not_local_ran_as_a_slurm_job(slurm_run: SlurmRun):
     planned, profile = _job_counts(slurm_run.log), _profile()
-    local = set(re.findall(r"^localrule (\w+):", slurm_run.log, re.M))
+    local = set(re.findall(r"^localrule (\w+):", _own_lines(slurm_run.log), re.M))
     submitted = _submitted(slurm_run.log)
     jobs_per_rule = Counter(rule for _, rule in set(submitted.values()))
     remote = {rule: n for rule, n in planned.items() if rule not in local}
