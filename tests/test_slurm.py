@@ -1,9 +1,11 @@
 """The tiny workflow through ``snakemake --profile profiles/slurm`` on a real one-node SLURM cluster.
 
 The test starts munged, slurmctld and slurmd itself (:mod:`tests.helpers.slurm_cluster`), with the
-partitions the profile names, and runs the profile as the README's cluster section does; the command line
-adds only faster status checks and one GPU for pretraining (the tiny run trains on the CPU, where the rule
-declares none; config/mimic.yaml's cuda device declares one). While the run goes, the pretraining job is
+partitions the profile names, and runs the profile as the README's cluster section does, with one line added
+to a copy of it, as the README says to give pretraining its GPUs: one GPU for pretraining (the tiny run trains
+on the CPU, where the rule declares none; config/mimic.yaml's cuda device declares one). On the command line
+``--set-resources`` would replace the profile's whole ``set-resources``, partitions included. The command
+line adds only faster status checks. While the run goes, the pretraining job is
 cancelled with ``scancel`` once it trains. Then: every job that is not a local rule went through SLURM (its
 id in Snakemake's log and in ``squeue``, in the profile's partition, a GPU for pretraining alone), the
 cancelled pretraining was submitted again as the profile's retries say and resumed from its checkpoint, and
@@ -58,6 +60,15 @@ def _profile() -> dict:
     return yaml.safe_load((PROFILE / "config.yaml").read_text())
 
 
+def _profile_with_a_gpu(directory: Path) -> Path:
+    """A copy of the profile whose ``set-resources`` gives pretraining ``GPUS`` GPUs."""
+    profile = _profile()
+    profile["set-resources"][CANCELLED_RULE]["gpu"] = GPUS
+    directory.mkdir()
+    (directory / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return directory
+
+
 def _partition(profile: dict, rule: str) -> str:
     default = profile["default-resources"]["slurm_partition"]
     return profile.get("set-resources", {}).get(rule, {}).get("slurm_partition", default)
@@ -94,8 +105,7 @@ def slurm_run(tmp_path_factory) -> SlurmRun:
     workdir.mkdir()
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(ROOT / "Snakefile"), "--directory", str(workdir)]
-    cmd += ["--configfile", str(TINY), "--profile", str(PROFILE), *FAST_STATUS]
-    cmd += ["--set-resources", f"{CANCELLED_RULE}:gpu={GPUS}"]
+    cmd += ["--configfile", str(TINY), "--profile", str(_profile_with_a_gpu(base / "profile")), *FAST_STATUS]
     with slurm_cluster(_partitions(_profile()), base / "cluster") as cluster, output.open("w") as out:
         run = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=workdir)
         try:
@@ -107,7 +117,7 @@ def slurm_run(tmp_path_factory) -> SlurmRun:
             raise
         jobs = cluster.jobs()
     log = output.read_text()
-    assert run.returncode == 0, f"snakemake --profile {PROFILE} failed:\n{log[-6000:]}"
+    assert run.returncode == 0, f"snakemake --profile (a copy of {PROFILE}) failed:\n{log[-6000:]}"
     return SlurmRun(workdir, log, cancelled, jobs)
 
 
