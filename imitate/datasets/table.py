@@ -7,9 +7,10 @@ relative to ``root``. The options (README, "Your own data"; checked by
 labels and splits. Without a split column, or where its cell is blank, the split is drawn by patient:
 10 % validate and 20 % test by default (the config entry's ``split:`` overrides it).
 
-The record is the image: its rows are grouped by path. With ``columns.boxes`` each row holds one box
-(blank box cells: none) and an image's rows must agree on everything else; otherwise a second row of an
-image is a ``duplicate_image``. So ``n_input`` counts images, plus each row rejected before grouping.
+The record is the image. With ``columns.boxes`` each row holds one box (blank box cells: none) and an
+image's rows are grouped by path: they must agree on everything else (``conflicting_rows``), a bad row
+rejects the image at its line, and ``n_input`` counts images (plus each row rejected before grouping).
+Otherwise a row is an input of its own, and a later row of an image already seen is a ``duplicate_image``.
 The key is ``columns.key`` (letters, digits, ``_`` and ``-`` only) or, without it, the file name's stem
 made key-safe plus 8 hex digits of the path's SHA-1: stable, and unique per path.
 
@@ -59,7 +60,6 @@ class _Image:
     fields: tuple[Any, ...] | None = None  # key, patient, split, labels, text, mask cell of its first row
     boxes: list[list[float]] = field(default_factory=list)
     problem: tuple[int, str, str] | None = None  # line, reason, detail of its first bad row
-    rows: int = 0
 
 
 class Adapter(DatasetAdapter):
@@ -104,7 +104,7 @@ class Adapter(DatasetAdapter):
         images: dict[str, _Image] = {}
         rejects: list[dict[str, Any]] = []  # rows rejected before grouping count one input each
         for row in self._rows():
-            path, problem = self._path(row)
+            path, problem = self._path(row, images)
             if problem is not None:
                 rejects.append({"source": source, "line": row.line, "reason": problem[0], "detail": problem[1]})
                 continue
@@ -123,7 +123,7 @@ class Adapter(DatasetAdapter):
                                 "detail": problem[2]})
         return Parsed(records_table(records), rejects_table(rejects), n_input)
 
-    def _path(self, row: TableRow) -> tuple[str, tuple[str, str] | None]:
+    def _path(self, row: TableRow, images: Mapping[str, _Image]) -> tuple[str, tuple[str, str] | None]:
         """The row's image path, or the (reason, detail) that rejects the row before grouping."""
         if row.problem is not None:
             return "", ("malformed_row", row.problem)
@@ -133,11 +133,12 @@ class Adapter(DatasetAdapter):
         path = inside_root(cell)
         if path is None:
             return "", ("path_outside_root", f"{cell!r} is absolute or climbs out of root with '..'")
+        if path in images and "boxes" not in self.spec.columns:
+            return "", ("duplicate_image", f"{path} is also the image of line {images[path].line}")
         return path, None
 
     def _add_row(self, image: _Image, row: TableRow) -> None:
         """Parse one row of ``image`` into it; the first bad row rejects the image."""
-        image.rows += 1
         if image.problem is not None:
             return
         try:
@@ -148,9 +149,6 @@ class Adapter(DatasetAdapter):
             return
         if image.fields is None:
             image.fields = fields
-        elif "boxes" not in self.spec.columns:
-            image.problem = (row.line, "duplicate_image", f"same image as line {image.line}")
-            return
         elif fields != image.fields:
             image.problem = (row.line, "conflicting_rows", f"differs from line {image.line} in more than its box")
             return
