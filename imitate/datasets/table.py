@@ -75,7 +75,7 @@ class Adapter(DatasetAdapter):
     def __init__(self, name: str, root: str | Path, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, root, options)
         self.spec = parse_options(name, self.options)
-        self.kind = self.spec.kind  # type: ignore[misc]  # an instance's kind: it comes from config
+        self.kind = self.spec.kind  # per instance: the kind comes from config
 
     def label_names(self) -> tuple[str, ...]:
         return self.spec.label_names()
