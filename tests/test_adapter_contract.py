@@ -92,6 +92,7 @@ RAW_KEYS: dict[str, Callable[[DatasetAdapter], list[str]]] = {
     "chestxray14": lambda a: [n.removesuffix(".png") for n in _column(a, "labels", "Image Index")],
     "object_cxr": lambda a: [Path(n).stem for role in ("train", "dev") for n in _column(a, role, "image_name")],
     "mimic_5x200": lambda a: _column(a, "metadata", "dicom_id"),
+    "table": lambda a: _column(a, "table", "dicom_id"),
     TOY: lambda a: _column(a, "labels", "key"),
 }
 ALL_SPLITS = frozenset(SPLITS)
@@ -125,6 +126,15 @@ CASES: dict[str, Case] = {
     "chestxray14": Case(DemoSpec(24, 0, 32), raw_records=24, demo_rejects={}, shared_patients=True),
     "object_cxr": Case(DemoSpec(12, 0, 32), raw_records=12, demo_rejects={}),
     "mimic_5x200": Case(DemoSpec(100, 0, 32), {"per_class": 1}, splits=frozenset({"test"})),
+    # the demo's exports/labels.csv as the tiny workflow maps it (uncertain -1.0 as ones: no rejects)
+    "table": Case(
+        DemoSpec(40, 0, 32),
+        {"table": "exports/labels.csv", "kind": "multilabel", "uncertain": "ones",
+         "columns": {"path": "image", "patient": "patient", "key": "dicom_id"},
+         "labels": ["Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Pleural Effusion"]},
+        demo_rejects={},
+        shared_patients=True,
+    ),
     # 40 films and one malformed row; its labels alternate, so only the films follow the seed
     TOY: Case(
         DemoSpec(40, 0, 8),

@@ -311,5 +311,9 @@ def test_command_writes_the_tree_with_config_defaults(tmp_path: Path) -> None:
     assert demo_data.main(args) == 0
     _, rows = _read_csv(out, "split")
     assert {r["split"] for r in rows} == {"train"}
+    # the downstream label table lists the test split's frontal images: none here, its header only
+    header = "image,patient,study,dicom_id,view,Atelectasis,Cardiomegaly,Consolidation,Edema,Pleural Effusion\n"
+    assert (out / "exports/labels.csv").read_text(encoding="utf-8") == header
+    assert (out / "exports/labels.csv.provenance.json").is_file()
     with pytest.raises(SystemExit):
         parser.parse_args([str(out), "--split-fractions", "0.5,0.5"])

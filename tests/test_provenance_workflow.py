@@ -47,7 +47,7 @@ def test_provenance_prints_the_lineage_down_to_raw_inputs(tiny_run):
     tree = json.loads(_imitate(tiny_run, "provenance", TABLE, "--json").stdout)
     assert tree["stage"] == "tables"
     assert set(tree["inputs"]) == {f"results/evaluate/linear_classification/{d}/{m}"
-                                   for d in ("toy", "rsna") for m in ("imitate", "random_init")}
+                                   for d in ("toy", "rsna", "table_demo") for m in ("imitate", "random_init")}
 
 
 def test_provenance_of_an_unrecorded_file_fails_clearly(tiny_run):

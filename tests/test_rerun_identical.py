@@ -33,8 +33,9 @@ TASKS = ("linear_classification", "finetune_classification", "segmentation", "de
 # jobs forced in the copy: every rule without wildcards, every dataset, one evaluation per task
 RULES = ["demo_data", "sections", "manifest", "shards", "embed", "embed_map", "pretrain", "loss_curve"]
 RULES += [f"dataset_demo_{name}" for name in DATASETS]
+PREPARED = (*DATASETS, "table_demo")  # table_demo: the demo MIMIC's exports/labels.csv, no demo rule of its own
 DATASET_FILES = [
-    f"results/datasets/{name}/{part}" for name in DATASETS for part in ("records.parquet", "shards/manifest.parquet")
+    f"results/datasets/{name}/{part}" for name in PREPARED for part in ("records.parquet", "shards/manifest.parquet")
 ]
 EVALUATIONS = [
     "results/evaluate/linear_classification/toy/imitate.parquet",
@@ -49,6 +50,7 @@ TABLES = [f"results/tables/{task}.{ext}" for task in TASKS for ext in ("csv", "m
 EXPECTED = [
     "results/demo_data/physionet.org/files/mimic-cxr-jpg/2.0.0/*.csv.gz",
     "results/demo_data/physionet.org/files/mimic-cxr-reports/files/*.txt",
+    "results/demo_data/physionet.org/files/exports/labels.csv",
     *[f"results/demo_data/downstream/{root}/*.*" for root in ("toy", "rsna", "chestxray14", "chexpert")],
     "results/sections/sections.parquet",
     "results/manifest/images.parquet",
@@ -62,8 +64,8 @@ EXPECTED = [
     "results/pretrain/checkpoint.pt",
     "results/pretrain/model_card.json",
     "results/pretrain/loss_curve.png",
-    *[f"results/datasets/{name}/{part}" for name in DATASETS for part in ("records.parquet", "subsets.parquet")],
-    *[f"results/datasets/{name}/shards/*.tar" for name in DATASETS],
+    *[f"results/datasets/{name}/{part}" for name in PREPARED for part in ("records.parquet", "subsets.parquet")],
+    *[f"results/datasets/{name}/shards/*.tar" for name in PREPARED],
     *EVALUATIONS,
     *TABLES,
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
 import json
 import subprocess
@@ -41,7 +42,10 @@ def test_tiny_workflow_writes_the_results_table(tiny_run):
         rows = list(csv.DictReader(fh))
     assert {"dataset", "task", "fraction", "method", "metric", "value", "run_id"} <= set(rows[0])
     assert {r["method"] for r in rows} == {"imitate", "random_init"}
-    assert {r["dataset"] for r in rows} == {"toy", "rsna"}  # toy: the README's way of adding a dataset
+    # toy: the README's way of adding a dataset; table_demo: a table, by configuration alone
+    assert {r["dataset"] for r in rows} == {"toy", "rsna", "table_demo"}
+    assert {(r["dataset"], r["method"]) for r in rows if r["dataset"] == "table_demo"} == {
+        ("table_demo", "imitate"), ("table_demo", "random_init")}
     assert {r["fraction"] for r in rows} == {"50", "100"} and {r["seed"] for r in rows} == {"0", "1"}
     assert {r["task"] for r in rows} == {"linear_classification"}
     assert {r["run_id"] for r in rows} == {"tiny"}
@@ -77,11 +81,30 @@ def test_every_task_has_its_table(tiny_run, task, datasets, fractions):
 
 
 def test_prepared_datasets_account_for_every_record(tiny_run):
-    for name in ("toy", "rsna", "chestxray14", "chexpert_5x200"):
+    for name in ("toy", "rsna", "chestxray14", "chexpert_5x200", "table_demo"):
         counts = json.loads((tiny_run / f"results/datasets/{name}/counts.json").read_text())
         assert counts["input_records"] == counts["records"] + counts["rejected"]
     toy = json.loads((tiny_run / "results/datasets/toy/counts.json").read_text())
     assert toy["rejects_by_reason"] == {"bad_label": 1}
+
+
+def _gz_csv(path) -> list[dict[str, str]]:
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_the_table_dataset_holds_the_demos_test_split_frontal_images(tiny_run):
+    """table_demo (adapter: table, no Python) reads exports/labels.csv: the demo MIMIC's test-split PA/AP images."""
+    mimic = tiny_run / "results/demo_data/physionet.org/files/mimic-cxr-jpg/2.0.0"
+    split = {r["dicom_id"]: r["split"] for r in _gz_csv(mimic / "mimic-cxr-2.0.0-split.csv.gz")}
+    expected = {r["dicom_id"]: r["subject_id"] for r in _gz_csv(mimic / "mimic-cxr-2.0.0-metadata.csv.gz")
+                if split[r["dicom_id"]] == "test" and r["ViewPosition"] in ("PA", "AP")}
+    records = pq.read_table(tiny_run / "results/datasets/table_demo/records.parquet").to_pylist()
+    assert {r["key"]: r["patient_id"] for r in records} == expected and len(expected) >= 8
+    assert {r["split"] for r in records} == {"train", "validate", "test"}
+    assert all(r["path"].endswith(f"{r['key']}.jpg") or r["path"].endswith(f"{r['key']}.dcm") for r in records)
+    counts = json.loads((tiny_run / "results/datasets/table_demo/counts.json").read_text())
+    assert counts["input_records"] == counts["records"] == len(expected) and counts["rejected"] == 0
 
 
 def test_second_run_has_nothing_to_do(tiny_run):

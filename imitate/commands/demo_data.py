@@ -7,6 +7,7 @@ import json
 import logging
 from pathlib import Path
 
+from imitate.demo.label_table import LABEL_TABLE, write_label_table
 from imitate.demo.mimic import SPLITS, write_demo_mimic
 from imitate.provenance import stage_run
 
@@ -53,8 +54,9 @@ def main(args: argparse.Namespace) -> int:
         "dicom_fraction": args.dicom_fraction,
         "split_fractions": args.split_fractions,
     }
-    with stage_run("demo-data", inputs={}, settings=settings, outputs=[args.out / p for p in RECORDED],
-                   seeds={"demo": args.seed}):
+    outputs = [args.out / p for p in (*RECORDED, LABEL_TABLE)]
+    with stage_run("demo-data", inputs={}, settings=settings, outputs=outputs, seeds={"demo": args.seed}):
         counts = write_demo_mimic(args.out, workers=args.workers, overwrite=args.overwrite, **settings)
+        write_label_table(args.out)
     log.info("demo-data counts: %s", json.dumps(counts.as_dict(), sort_keys=True))
     return 0

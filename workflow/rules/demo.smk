@@ -8,6 +8,7 @@ if config["data"]["source"] == "demo":
             split=raw("split"),
             labels=raw("labels"),
             reports=directory(raw("reports")),
+            label_table=f"{DATA_ROOT}/exports/labels.csv",
         log:
             "logs/demo_data.log",
         benchmark:
