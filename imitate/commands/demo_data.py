@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 
 from imitate.demo.mimic import SPLITS, write_demo_mimic
+from imitate.demo.report_table import write_report_table
 from imitate.provenance import stage_run
 
 log = logging.getLogger(__name__)
@@ -56,5 +57,6 @@ def main(args: argparse.Namespace) -> int:
     with stage_run("demo-data", inputs={}, settings=settings, outputs=[args.out / p for p in RECORDED],
                    seeds={"demo": args.seed}):
         counts = write_demo_mimic(args.out, workers=args.workers, overwrite=args.overwrite, **settings)
+        write_report_table(args.out)
     log.info("demo-data counts: %s", json.dumps(counts.as_dict(), sort_keys=True))
     return 0
