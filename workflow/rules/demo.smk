@@ -8,6 +8,7 @@ if config["data"]["source"] == "demo":
             split=raw("split"),
             labels=raw("labels"),
             reports=directory(raw("reports")),
+            reports_table=f"{DATA_ROOT}/exports/reports.csv",  # the demo as a table source (data.source: table)
         log:
             "logs/demo_data.log",
         benchmark:
