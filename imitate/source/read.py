@@ -88,7 +88,7 @@ def read_table(path: Path, columns: Columns) -> pa.Table:
             raise ValueError(f"{path}: missing column(s) {missing} (it has {header[:20]})")
         selected = ", ".join(_select(role, column) for role, column in mapped.items())
         # without ORDER BY, DuckDB keeps the file's order (preserve_insertion_order): rows are numbered here
-        table = con.execute(f"SELECT {selected} FROM {source}", {"path": str(path)}).to_arrow_table()
+        table = con.sql(f"SELECT {selected} FROM {source}", params={"path": str(path)}).to_arrow_table()
     except duckdb.Error as err:
         raise ValueError(f"{path}: cannot read the table: {str(err).splitlines()[0]}") from err
     finally:
