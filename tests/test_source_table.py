@@ -16,12 +16,17 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
+from imitate.cli import main as cli
 from imitate.commands import source_table as source_command
 from imitate.manifest.build import build_manifest
 from imitate.sections.texts import section_texts
 from imitate.source.read import Columns
 from imitate.source.table import build_source, image_key, write_source
+from tests.helpers.workflow import ROOT, TINY
 
 REPORT = """                                 FINAL REPORT
  EXAMINATION:  CHEST (PA AND LAT)
@@ -243,3 +248,37 @@ def test_command_writes_the_tables_and_counts(root: Path, tmp_path: Path) -> Non
     first = (tmp_path / "out" / "metadata.parquet").read_bytes()
     assert source_command.main(args) == 0
     assert (tmp_path / "out" / "metadata.parquet").read_bytes() == first
+
+
+def test_the_sections_and_manifest_commands_read_the_table_source(root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert cli(["source-table", str(root / "table.csv"), "--root", str(root), "--columns", json.dumps(COLUMNS),
+                "--out-dir", str(out / "source")]) == 0
+    assert cli(["sections", "--texts", str(out / "source/reports.parquet"), "--out", str(out / "sections.parquet"),
+                "--rejects", str(out / "sections_rejects.parquet")]) == 0
+    assert pq.read_table(out / "sections_rejects.parquet")["reason"].to_pylist() == [
+        "no_findings_impression_or_last_paragraph"]
+    assert cli(["manifest", "--sections", str(out / "sections.parquet"), "--rows", str(out / "source/metadata.parquet"),
+                "--root", str(root), "--all-views", "--out-dir", str(out / "manifest")]) == 0
+    counts = json.loads((out / "manifest/counts.json").read_text())
+    assert (counts["images"], counts["rejects_by_reason"]["view_not_frontal"]) == (2, 0)
+    with pytest.raises(SystemExit):
+        cli(["manifest", "--sections", str(out / "sections.parquet"), "--rows", str(out / "source/metadata.parquet"),
+             "--split", "s.csv", "--root", str(root), "--out-dir", str(out / "m2")])
+
+
+def test_the_schema_asks_the_table_keys_of_a_table_source_only() -> None:
+    schema = str(ROOT / "workflow" / "schemas" / "config.schema.yaml")
+    table = {"source": "table", "root": "r", "table": "t.csv",
+             "columns": {"path": "p", "patient": "pa", "study": "s", "report": "r"}}
+
+    def config(data: dict) -> dict:
+        return {**yaml.safe_load(TINY.read_text()), "data": data}
+
+    validate(config(table), schema)
+    for bad in ({k: v for k, v in table.items() if k != "columns"},
+                {**table, "columns": {**table["columns"], "findings": "f"}},
+                {**table, "columns": {"path": "p", "patient": "pa", "study": "s"}},
+                {**table, "source": "mimic"}):
+        with pytest.raises(WorkflowError):
+            validate(config(bad), schema)
