@@ -23,6 +23,8 @@ from snakemake.utils import validate
 from imitate.cli import main as cli
 from imitate.commands import source_table as source_command
 from imitate.manifest.build import build_manifest
+from imitate.preflight.checks import Plan, check_headers, check_raw_files
+from imitate.preflight.sources import data_sources
 from imitate.sections.texts import section_texts
 from imitate.source.read import Columns
 from imitate.source.table import build_source, image_key, write_source
@@ -282,3 +284,19 @@ def test_the_schema_asks_the_table_keys_of_a_table_source_only() -> None:
                 {**table, "source": "mimic"}):
         with pytest.raises(WorkflowError):
             validate(config(bad), schema)
+
+
+def test_preflight_checks_the_table_and_its_mapped_columns(root: Path) -> None:
+    config = yaml.safe_load(TINY.read_text())
+    config["data"] = {"source": "table", "root": str(root), "table": "table.csv", "columns": COLUMNS}
+    plan = Plan(config, root, data_sources(config, root)[0])
+    assert [c.status for c in check_raw_files(plan) if c.subject == "pretraining table"] == ["ok"]
+    assert [c.status for c in check_headers(plan) if c.subject == "pretraining table"] == ["ok"]
+    config["data"]["columns"] = {**COLUMNS, "report": "Report"}
+    plan = Plan(config, root, data_sources(config, root)[0])
+    [check] = [c for c in check_headers(plan) if c.subject == "pretraining table"]
+    assert check.status == "FAIL" and "table.csv" in check.detail and "Report" in check.detail
+    config["data"]["table"] = "gone.parquet"
+    plan = Plan(config, root, data_sources(config, root)[0])
+    [check] = [c for c in check_raw_files(plan) if c.subject == "pretraining table"]
+    assert check.status == "FAIL" and "gone.parquet" in check.detail
