@@ -25,6 +25,7 @@ from imitate.commands import source_table as source_command
 from imitate.manifest.build import build_manifest
 from imitate.preflight.checks import Plan, check_headers, check_raw_files
 from imitate.preflight.sources import data_sources
+from imitate.report.counts import StageCount, sections_count, source_count
 from imitate.sections.texts import section_texts
 from imitate.source.read import Columns
 from imitate.source.table import build_source, image_key, write_source
@@ -253,20 +254,28 @@ def test_command_writes_the_tables_and_counts(root: Path, tmp_path: Path) -> Non
 
 
 def test_the_sections_and_manifest_commands_read_the_table_source(root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out"
+    out = tmp_path / "results"
     assert cli(["source-table", str(root / "table.csv"), "--root", str(root), "--columns", json.dumps(COLUMNS),
                 "--out-dir", str(out / "source")]) == 0
-    assert cli(["sections", "--texts", str(out / "source/reports.parquet"), "--out", str(out / "sections.parquet"),
-                "--rejects", str(out / "sections_rejects.parquet")]) == 0
-    assert pq.read_table(out / "sections_rejects.parquet")["reason"].to_pylist() == [
+    assert cli(["sections", "--texts", str(out / "source/reports.parquet"), "--out",
+                str(out / "sections/sections.parquet"), "--rejects", str(out / "sections/rejects.parquet")]) == 0
+    assert pq.read_table(out / "sections/rejects.parquet")["reason"].to_pylist() == [
         "no_findings_impression_or_last_paragraph"]
-    assert cli(["manifest", "--sections", str(out / "sections.parquet"), "--rows", str(out / "source/metadata.parquet"),
-                "--root", str(root), "--all-views", "--out-dir", str(out / "manifest")]) == 0
+    assert cli(["manifest", "--sections", str(out / "sections/sections.parquet"), "--rows",
+                str(out / "source/metadata.parquet"), "--root", str(root), "--all-views",
+                "--out-dir", str(out / "manifest")]) == 0
     counts = json.loads((out / "manifest/counts.json").read_text())
     assert (counts["images"], counts["rejects_by_reason"]["view_not_frontal"]) == (2, 0)
     with pytest.raises(SystemExit):
-        cli(["manifest", "--sections", str(out / "sections.parquet"), "--rows", str(out / "source/metadata.parquet"),
-             "--split", "s.csv", "--root", str(root), "--out-dir", str(out / "m2")])
+        cli(["manifest", "--sections", str(out / "sections/sections.parquet"), "--rows",
+             str(out / "source/metadata.parquet"), "--split", "s.csv", "--root", str(root),
+             "--out-dir", str(out / "m")])
+    # the report's counts page: the table's rows, then its studies into the sections stage
+    assert source_count(out) == StageCount("source_table", None, "table rows", 18, 5, 13, {
+        "duplicate_image": 2, "missing_path": 1, "missing_patient": 1, "missing_study": 1, "path_outside_root": 2,
+        "study_patient_conflict": 2, "study_report_conflict": 2, "study_split_conflict": 2})
+    assert sections_count(out) == StageCount("sections", None, "table studies", 4, 3, 1,
+                                             {"no_findings_impression_or_last_paragraph": 1})
 
 
 def test_the_schema_asks_the_table_keys_of_a_table_source_only() -> None:
