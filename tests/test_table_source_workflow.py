@@ -36,7 +36,7 @@ def table_run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple
     shutil.copytree(tiny_run / DEMO, workdir / DEMO, symlinks=True)
     overlay = workdir.parent / "table.yaml"
     overlay.write_text(yaml.safe_dump({"data": TABLE_DATA}))
-    run = run_snakemake(workdir, "--configfile", str(TINY), str(overlay), *TARGETS)
+    run = run_snakemake(workdir, *TARGETS, "--configfile", str(TINY), str(overlay))  # targets before the files
     if run.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in sorted((workdir / "logs").rglob("*.log")))
         pytest.fail(f"snakemake failed:\n{run.stderr[-5000:]}\n{logs[-10000:]}")
