@@ -19,6 +19,7 @@ from imitate import __version__
 # subcommand -> (module under imitate.commands, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo-data": ("demo_data", "write a synthetic MIMIC-CXR (images, reports, metadata/split/label CSVs) for the demo"),
+    "source-table": ("source_table", "check a lab's table of images and reports into the sections and manifest inputs"),
     "sections": ("sections", "split every report into Findings / Impression (MIT-LCP parser) into sections.parquet"),
     "manifest": ("manifest", "join metadata (frontal views), the official split and report sections into a manifest"),
     "shards": ("shards", "decode, resize and pack the manifest's images into deterministic WebDataset shards"),

@@ -42,10 +42,13 @@ FORBIDDEN: dict[str, set[str]] = {
     # read by the workflow at load time: configuration only, never torch
     "experiments": {"train", "evaluate", "models", "losses", "commands", "cli", "tables", "preflight", "datasets",
                     "shards", "demo", "embed", "images", "provenance", "sections", "manifest"},
+    # a table source's rows: read and checked with DuckDB, written with io
+    "source": {"train", "evaluate", "models", "losses", "commands", "cli", "tables", "preflight", "datasets", "shards",
+               "demo", "embed", "images", "sections", "manifest", "report", "pretrained"},
     # read by the workflow at load time too (each job's memory, time and GPUs): numbers only, never torch
     "scheduling": {"*"},
 }
-STAGE_PARTS = ("sections", "manifest", "shards", "embed", "datasets", "demo", "train", "evaluate", "tables",
+STAGE_PARTS = ("source", "sections", "manifest", "shards", "embed", "datasets", "demo", "train", "evaluate", "tables",
                "preflight", "provenance", "report")
 
 

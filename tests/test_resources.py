@@ -104,6 +104,17 @@ def test_every_rule_has_one_log_and_declares_memory_and_time_and_the_light_ones_
     assert {name for name, rule in rules.items() if rule["local"]} == LOCAL_RULES | demo_writers
 
 
+def test_a_table_source_swaps_the_demo_writer_for_its_own_rule(tmp_path):
+    overlay = tmp_path / "table.yaml"
+    overlay.write_text(yaml.safe_dump({"data": {
+        "source": "table", "table": "exports/reports.csv",
+        "columns": {"path": "path", "patient": "patient_id", "study": "study_id", "report": "report"}}}))
+    rules = _rules(tmp_path, TINY, overlay)
+    assert "demo_data" not in rules
+    source = rules["source_table"]
+    assert len(source["log"]) == 1 and {"mem_mb", "runtime"} <= set(source["resources"]) and not source["local"]
+
+
 # --- the plans ----------------------------------------------------------------------------------------
 
 

@@ -7,8 +7,10 @@ import json
 import logging
 from pathlib import Path
 
+from imitate.demo.exports import CHEXPERT, METADATA, SPLIT
 from imitate.demo.label_table import LABEL_TABLE, write_label_table
 from imitate.demo.mimic import SPLITS, write_demo_mimic
+from imitate.demo.report_table import REPORT_TABLE, write_report_table
 from imitate.provenance import stage_run
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # the CSVs that carry the provenance record of the generated tree
-RECORDED = tuple(f"mimic-cxr-jpg/2.0.0/mimic-cxr-2.0.0-{name}.csv.gz" for name in ("metadata", "split", "chexpert"))
+RECORDED = (METADATA, SPLIT, CHEXPERT)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -54,9 +56,10 @@ def main(args: argparse.Namespace) -> int:
         "dicom_fraction": args.dicom_fraction,
         "split_fractions": args.split_fractions,
     }
-    outputs = [args.out / p for p in (*RECORDED, LABEL_TABLE)]
+    outputs = [args.out / p for p in (*RECORDED, LABEL_TABLE, REPORT_TABLE)]
     with stage_run("demo-data", inputs={}, settings=settings, outputs=outputs, seeds={"demo": args.seed}):
         counts = write_demo_mimic(args.out, workers=args.workers, overwrite=args.overwrite, **settings)
         write_label_table(args.out)
+        write_report_table(args.out)
     log.info("demo-data counts: %s", json.dumps(counts.as_dict(), sort_keys=True))
     return 0

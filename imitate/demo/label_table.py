@@ -11,13 +11,11 @@ patient, study and image; ``\\n`` line ends, UTF-8.
 
 from __future__ import annotations
 
-import csv
-import gzip
 from pathlib import Path
 
 from imitate.datasets.base import write_csv
 from imitate.datasets.chexpert_csv import COMPETITION_LABELS
-from imitate.demo.mimic import DICOM_FILES, JPG_ROOT
+from imitate.demo.exports import CHEXPERT, METADATA, SPLIT, found_image, image_paths, read_gz_csv
 
 LABEL_TABLE = "exports/labels.csv"
 COLUMNS: tuple[str, ...] = ("image", "patient", "study", "dicom_id", "view", *COMPETITION_LABELS)
@@ -25,28 +23,21 @@ FRONTAL_VIEWS = ("PA", "AP")
 FROM_SPLIT = "test"
 
 
-def _read_gz_csv(path: Path) -> list[dict[str, str]]:
-    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
 def _image_path(root: Path, subject: str, study: str, dicom_id: str) -> str:
     """The JPG of the image if the demo wrote one, else its DICOM."""
-    study_dir = f"p{subject[:2]}/p{subject}/s{study}"
-    jpg = f"{JPG_ROOT}/files/{study_dir}/{dicom_id}.jpg"
-    dicom = f"{DICOM_FILES}/{study_dir}/{dicom_id}.dcm"
-    for path in (jpg, dicom):
-        if (root / path).is_file():
-            return path
-    raise FileNotFoundError(f"{root / jpg}: demo image missing (nor {root / dicom})")
+    found = found_image(root, subject, study, dicom_id)
+    if found is None:
+        places = " or ".join(image_paths(subject, study, dicom_id))
+        raise FileNotFoundError(f"{root}: demo image {dicom_id} missing (neither {places})")
+    return found
 
 
 def write_label_table(root: str | Path, out: str | Path = LABEL_TABLE) -> Path:
     """Write the label table of the demo tree under ``root`` to ``out`` (relative to ``root``); its path."""
     root = Path(root)
-    metadata = _read_gz_csv(root / JPG_ROOT / "mimic-cxr-2.0.0-metadata.csv.gz")
-    split = {row["dicom_id"]: row["split"] for row in _read_gz_csv(root / JPG_ROOT / "mimic-cxr-2.0.0-split.csv.gz")}
-    labels = {row["study_id"]: row for row in _read_gz_csv(root / JPG_ROOT / "mimic-cxr-2.0.0-chexpert.csv.gz")}
+    metadata = read_gz_csv(root / METADATA)
+    split = {row["dicom_id"]: row["split"] for row in read_gz_csv(root / SPLIT)}
+    labels = {row["study_id"]: row for row in read_gz_csv(root / CHEXPERT)}
     rows = []
     for image in metadata:
         dicom_id, subject, study = image["dicom_id"], image["subject_id"], image["study_id"]

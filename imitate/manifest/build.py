@@ -12,6 +12,11 @@ that applies, checked in this order:
    (:mod:`imitate.sections.tokens`; a ``min_tokens`` below 1 acts as 1, since a study needs some text);
 6. ``image_file_missing``: ``<dicom_id><ext>`` is in the study folder of none of the image trees.
 
+A table source (``imitate source-table``) gives its rows instead of the metadata and split CSVs: the
+metadata.parquet of that stage, whose ``path`` column names each image file, so no tree is searched
+(``image_file_missing``: no file at ``<root>/<path>``; ``images_by_tree`` counts the found files by
+extension, ``*.jpg``). ``views=None`` keeps every view (a table without a view column).
+
 Text of a kept study, ``text_mode="hierarchical"`` (the default):
 
 * Findings are kept only if they have at least ``min_tokens`` tokens on their own; otherwise
@@ -103,9 +108,28 @@ def _check_unique(con: duckdb.DuckDBPyConnection, table: str, key: str, path: Pa
         raise ValueError(f"{path}: {key} not unique, e.g. {[row[0] for row in dup]}")
 
 
-def _load_inputs(con: duckdb.DuckDBPyConnection, sections: Path, metadata: Path, split: Path) -> None:
-    _read_csv(con, "meta", metadata, METADATA_TYPES)
-    _read_csv(con, "split_rows", split, SPLIT_TYPES)
+def _load_rows(con: duckdb.DuckDBPyConnection, rows: Path) -> None:
+    """Tables ``meta`` (with ``path``) and ``split_rows`` from a table source's metadata.parquet."""
+    if not rows.is_file():
+        raise FileNotFoundError(f"{rows}: no such file")
+    try:
+        con.execute("CREATE TABLE meta AS SELECT dicom_id, subject_id, study_id, ViewPosition, path "
+                    "FROM read_parquet($path)", {"path": str(rows)})
+    except duckdb.Error as err:
+        raise ValueError(f"{rows}: cannot read the table source's rows: {str(err).splitlines()[0]}") from err
+    con.execute("CREATE TABLE split_rows AS SELECT dicom_id, study_id, subject_id, split FROM read_parquet($path) "
+                "WHERE split IS NOT NULL", {"path": str(rows)})
+
+
+def _load_inputs(
+    con: duckdb.DuckDBPyConnection, sections: Path, metadata: Path, split: Path, rows: Path | None
+) -> None:
+    if rows is not None:
+        _load_rows(con, rows)
+        metadata = split = rows
+    else:
+        _read_csv(con, "meta", metadata, METADATA_TYPES)
+        _read_csv(con, "split_rows", split, SPLIT_TYPES)
     if not sections.is_file():
         raise FileNotFoundError(f"{sections}: no such file")
     columns = ", ".join(SECTION_COLUMNS)
@@ -130,7 +154,8 @@ SELECT m.dicom_id, m.subject_id, m.study_id, m.ViewPosition AS view, s.split,
        sec.findings, sec.impression, sec.n_tokens_findings AS n_f, sec.n_tokens_impression AS n_i,
        CASE
          WHEN NOT coalesce(regexp_full_match(m.dicom_id, '[A-Za-z0-9_-]+'), false) THEN 'invalid_dicom_id'
-         WHEN m.ViewPosition IS NULL OR NOT list_contains($views, m.ViewPosition) THEN 'view_not_frontal'
+         WHEN $filter_views AND (m.ViewPosition IS NULL OR NOT list_contains($views, m.ViewPosition))
+           THEN 'view_not_frontal'
          WHEN s.split IS NULL THEN 'no_split'
          WHEN sec.study_id IS NULL THEN 'no_sections'
          WHEN sec.n_tokens_findings + sec.n_tokens_impression < $min_tokens THEN 'too_few_tokens'
@@ -173,20 +198,40 @@ def _find_image(
     return None
 
 
-def _resolve_images(con: duckdb.DuckDBPyConnection, root: Path, trees: list[tuple[str, str]]) -> dict[str, int]:
-    """Find the file of every image still kept (table ``resolved``); returns how many each tree gave."""
-    candidates = con.execute(
-        "SELECT dicom_id, subject_id, study_id FROM labelled WHERE reason IS NULL ORDER BY dicom_id"
-    ).fetchall()
+def _resolve_images(
+    con: duckdb.DuckDBPyConnection, root: Path, trees: list[tuple[str, str]] | None
+) -> dict[str, int]:
+    """Find the file of every image still kept (table ``resolved``); returns how many each tree gave (or,
+    with the table source's paths, ``trees=None``, how many of each extension were found)."""
+    if trees is None:
+        candidates = con.execute(
+            "SELECT l.dicom_id, m.path FROM labelled l JOIN meta m USING (dicom_id) WHERE l.reason IS NULL "
+            "ORDER BY dicom_id"
+        ).fetchall()
+    else:
+        candidates = con.execute(
+            "SELECT dicom_id, subject_id, study_id FROM labelled WHERE reason IS NULL ORDER BY dicom_id"
+        ).fetchall()
     dicoms, paths, hits = [], [], Counter()
     progress = ProgressLog(log, "manifest step 3/4, image files", len(candidates), "images")
-    for dicom, subject, study in candidates:
-        found = _find_image(str(root), trees, subject, study, dicom)
+    for dicom, *where in candidates:
+        if trees is None:
+            found = (PurePosixPath(where[0]).suffix, where[0]) if os.path.isfile(os.path.join(root, where[0])) else None
+        else:
+            found = _find_image(str(root), trees, *where, dicom)
         if found is not None:
             dicoms.append(dicom)
             paths.append(found[1])
             hits[found[0]] += 1
         progress.advance(note=f"{len(dicoms):,} found")
+    _register_resolved(con, dicoms, paths)
+    if trees is None:
+        return {f"*{ext}": hits[ext] for ext in sorted(hits)}
+    return {f"{directory}/*{ext}": hits[i] for i, (directory, ext) in enumerate(trees)}
+
+
+def _register_resolved(con: duckdb.DuckDBPyConnection, dicoms: list[str], paths: list[str]) -> None:
+    """Table ``final``: every labelled row with its found path and its final reason."""
     schema = pa.schema([("dicom_id", pa.string()), ("path", pa.string())])
     con.register("resolved", pa.table({"dicom_id": dicoms, "path": paths}, schema=schema))
     con.execute(
@@ -194,7 +239,6 @@ def _resolve_images(con: duckdb.DuckDBPyConnection, root: Path, trees: list[tupl
         "coalesce(l.reason, CASE WHEN r.path IS NULL THEN 'image_file_missing' END) AS final_reason "
         "FROM labelled l LEFT JOIN resolved r USING (dicom_id)"
     )
-    return {f"{directory}/*{ext}": hits[i] for i, (directory, ext) in enumerate(trees)}
 
 
 def _tables(con: duckdb.DuckDBPyConnection, text_mode: str, min_tokens: int) -> tuple[pa.Table, ...]:
@@ -226,27 +270,33 @@ def _tables(con: duckdb.DuckDBPyConnection, text_mode: str, min_tokens: int) -> 
 def build_manifest(
     *,
     sections: Path,
-    metadata: Path,
-    split: Path,
+    metadata: Path | None = None,
+    split: Path | None = None,
     root: Path,
-    image_trees: Sequence[Mapping[str, str]],
-    views: Sequence[str] = ("PA", "AP"),
+    image_trees: Sequence[Mapping[str, str]] = (),
+    rows: Path | None = None,
+    views: Sequence[str] | None = ("PA", "AP"),
     min_tokens: int = 3,
     text_mode: str = "hierarchical",
 ) -> ManifestResult:
-    """Join metadata (kept ``views``) x split x sections, resolve image files, and explain every drop."""
+    """Join metadata (kept ``views``) x split x sections, resolve image files, and explain every drop.
+
+    ``rows`` (a table source's metadata.parquet) stands for ``metadata``, ``split`` and ``image_trees``."""
     if text_mode not in TEXT_MODES:
         raise ValueError(f"unknown text_mode {text_mode!r}; expected one of {TEXT_MODES}")
-    if not views:
+    if views is not None and not views:
         raise ValueError("at least one view is needed")
-    trees = _tree_dirs(image_trees)
+    if (rows is None) == (metadata is None or split is None):
+        raise ValueError("give either metadata and split (with image trees) or a table source's rows")
+    trees = _tree_dirs(image_trees) if rows is None else None
     min_tokens = max(int(min_tokens), 1)
     con = duckdb.connect(":memory:")
     try:
-        _load_inputs(con, Path(sections), Path(metadata), Path(split))
+        _load_inputs(con, Path(sections), metadata and Path(metadata), split and Path(split), rows and Path(rows))
         log.info("manifest step 1/4, inputs read: %s metadata rows, %s split rows, %s sections",
                  *(_count(con, table) for table in ("meta", "split_rows", "sections")))
-        con.execute(_LABEL_SQL, {"views": list(views), "min_tokens": min_tokens})
+        con.execute(_LABEL_SQL, {"views": list(views or ()), "filter_views": views is not None,
+                                 "min_tokens": min_tokens})
         log.info("manifest step 2/4, joined: %s images pass the view, split, sections and token filters",
                  _count(con, "labelled WHERE reason IS NULL"))
         by_tree = _resolve_images(con, Path(root), trees)
@@ -255,7 +305,7 @@ def build_manifest(
             "ORDER BY study_id LIMIT 5"
         ).fetchall()
         if mixed:
-            raise ValueError(f"{split}: a study's images are in several splits, e.g. {[r[0] for r in mixed]}")
+            raise ValueError(f"{split or rows}: a study's images are in several splits, e.g. {[r[0] for r in mixed]}")
         log.info("manifest step 4/4: sorting the images, studies and rejects tables")
         images, studies, rejects = _tables(con, text_mode, min_tokens)
         n_metadata = con.execute("SELECT count(*) FROM meta").fetchone()[0]

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from imitate.datasets import load_adapter
 from imitate.datasets.mimic_5x200 import LABEL_COLUMNS
 from imitate.evaluate.tasks import TASKS
@@ -72,9 +74,29 @@ def demo_roots(config: Mapping[str, Any], workdir: Path) -> dict[Path, int]:
     return roots
 
 
-def mimic_source(config: Mapping[str, Any], workdir: Path, demo: Mapping[Path, int]) -> Source:
-    """The MIMIC-CXR files, report tree and image trees of ``data:``, sharded at ``shards.image_size``."""
+def table_source(config: Mapping[str, Any], workdir: Path) -> Source:
+    """The table of ``data.source: table``: the file, and the mapped columns of a CSV's header (a Parquet
+    table's are checked by its stage); its rows (a CSV's lines, a Parquet's row count) bound the images."""
     data = config["data"]
+    root = resolve(data["root"], workdir)
+    csv_table = not data["table"].lower().endswith(".parquet")
+    path = root / data["table"]
+    rows = pq.ParquetFile(path).metadata.num_rows if not csv_table and path.is_file() else None
+    return Source(
+        subject="pretraining table", key="data", root=root,
+        fix="fix data.table (relative to data.root, or absolute) or data.root",
+        files={"data.table": data["table"]},
+        headers={"data.table": tuple(dict.fromkeys(data["columns"].values()))} if csv_table else {},
+        dirs=(), image_size=config["shards"]["image_size"], count=("data.table",) if csv_table else (), images=rows,
+    )
+
+
+def mimic_source(config: Mapping[str, Any], workdir: Path, demo: Mapping[Path, int]) -> Source:
+    """The MIMIC-CXR files, report tree and image trees of ``data:``, sharded at ``shards.image_size``
+    (or the table of a table source)."""
+    data = config["data"]
+    if data["source"] == "table":
+        return table_source(config, workdir)
     root = resolve(data["root"], workdir)
     return Source(
         subject=MIMIC, key="data", root=root,

@@ -63,16 +63,32 @@ def _reasons(path: Path) -> dict[str, int]:
     return dict(sorted(reasons.items()))
 
 
+def _sections_reports(results: Path) -> dict[str, Any]:
+    """The sections stage's recorded ``reports`` input: a tree (with ``n_files``) or a table source's texts."""
+    return (read_record(_need(results / "sections" / "sections.parquet")) or {}).get("inputs", {}).get("reports", {})
+
+
 def sections_count(results: Path) -> StageCount:
-    """Report files in (the tree's file count in the stage's record), studies with sections kept, rejects."""
+    """Report files in (the tree's file count in the stage's record; a table source: its studies), studies with
+    sections kept, rejects."""
     sections = results / "sections" / "sections.parquet"
-    record = read_record(_need(sections)) or {}
-    reports = record.get("inputs", {}).get("reports", {})
-    if "n_files" not in reports:
-        raise ValueError(f"{sections}: its provenance record lists no report tree with a file count")
+    reports = _sections_reports(results)
     rejects = results / "sections" / "rejects.parquet"
     reasons = _reasons(rejects)
+    if reports.get("kind") == "file":  # a table source's reports.parquet, one text per study
+        n_in = _rows(results.parent / reports["path"])
+        return StageCount("sections", None, "table studies", n_in, _rows(sections), _rows(rejects), reasons)
+    if "n_files" not in reports:
+        raise ValueError(f"{sections}: its provenance record lists no report tree with a file count")
     return StageCount("sections", None, "report files", reports["n_files"], _rows(sections), _rows(rejects), reasons)
+
+
+def source_count(results: Path) -> StageCount:
+    """A table source's rows in, images kept and rejects by reason (from its counts.json)."""
+    counts = _json(results / "source" / "counts.json")
+    reasons = {k: v for k, v in counts["rejects_by_reason"].items() if v}
+    return StageCount("source_table", None, "table rows", counts["rows"], counts["images"], counts["rejects"],
+                      reasons)
 
 
 def manifest_count(results: Path) -> StageCount:
@@ -97,8 +113,10 @@ def dataset_count(results: Path, dataset: str) -> StageCount:
 
 
 def stage_counts(results: Path, datasets: Sequence[str]) -> list[StageCount]:
-    """Every data stage in pipeline order: sections, manifest, shards, then each dataset and its shards."""
-    counts = [sections_count(results), manifest_count(results),
+    """Every data stage in pipeline order: (a table source,) sections, manifest, shards, then each dataset and its
+    shards."""
+    table = [source_count(results)] if _sections_reports(results).get("kind") == "file" else []
+    counts = [*table, sections_count(results), manifest_count(results),
               shards_count("shards", None, results / "manifest" / "images.parquet", results / "shards")]
     for name in datasets:
         folder = results / "datasets" / name

@@ -170,6 +170,13 @@ def _parse_one(
     except OSError as err:
         log.warning("cannot read %s: %s", path, err)
         return _Reject(subject, study, rel, "unreadable")
+    return parse_report(data, subject, study, rel, mode, overrides)
+
+
+def parse_report(
+    data: bytes, subject: int, study: int, rel: str, mode: str, overrides: Mapping[int, Override]
+) -> _Row | _Reject:
+    """A sections row for the bytes of one report (found at ``rel``), or its reject."""
     sha256 = hashlib.sha256(data).hexdigest()
     replaced = False
     if study in overrides:

@@ -36,6 +36,8 @@ shell.prefix(
 
 RUN_ID = config["run_id"]
 DATA_ROOT = config["data"]["root"]
+# data.source: table reads one table of images and reports instead of the MIMIC-CXR layout
+TABLE_SOURCE = config["data"]["source"] == "table"
 # the pretrained model's release folder (imitate export), named as users will load it
 EXPORT_DIR = f"results/export/imitate-{config['model']['backbone']}-{RUN_ID}"
 
@@ -56,10 +58,6 @@ def data_root_of(path):
     return str(Path(path).parents[depth - 1])
 
 
-def root_from_input(wildcards, input):
-    return data_root_of(input.metadata)
-
-
 def root_from_output(wildcards, output):
     return data_root_of(output.metadata)
 
@@ -71,6 +69,42 @@ def settings(blocks, *keys, scheduling=()):
     for key in keys:
         block = block[key]
     return json.dumps({k: v for k, v in block.items() if k not in scheduling}, sort_keys=True)
+
+
+def data_table():
+    """data.table as a path: relative to data.root, or absolute."""
+    return os.path.join(DATA_ROOT, config["data"]["table"])
+
+
+def table_root(wildcards, input):
+    """data.root, recovered from the path of a relative data.table under it."""
+    table = config["data"]["table"]
+    if os.path.isabs(table):
+        return DATA_ROOT
+    return str(Path(input.table).parents[len(Path(table).parts) - 1])
+
+
+def manifest_inputs(wildcards):
+    """The manifest's rows: MIMIC-CXR's metadata and split CSVs, or the table source's metadata.parquet."""
+    if TABLE_SOURCE:
+        return {"rows": "results/source/metadata.parquet"}
+    return {"metadata": raw("metadata"), "split": raw("split")}
+
+
+def manifest_source_args(wildcards, input):
+    """--metadata/--split/--root/--image-tree, or --rows/--root for a table source."""
+    if TABLE_SOURCE:
+        return f"--rows {input.rows} --root {shlex.quote(DATA_ROOT)}"
+    return (
+        f"--metadata {input.metadata} --split {input.split} --root {data_root_of(input.metadata)} {image_tree_args()}"
+    )
+
+
+def manifest_views():
+    """--views of the config, or --all-views for a table source without a view column."""
+    if TABLE_SOURCE and "view" not in config["data"]["columns"]:
+        return "--all-views"
+    return "--views " + " ".join(shlex.quote(v) for v in config["manifest"]["views"])
 
 
 def image_tree_args():

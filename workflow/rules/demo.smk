@@ -9,6 +9,7 @@ if config["data"]["source"] == "demo":
             labels=raw("labels"),
             reports=directory(raw("reports")),
             label_table=f"{DATA_ROOT}/exports/labels.csv",
+            reports_table=f"{DATA_ROOT}/exports/reports.csv",  # the demo as a table source (data.source: table)
         log:
             "logs/demo_data.log",
         benchmark:

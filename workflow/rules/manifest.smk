@@ -3,9 +3,8 @@
 
 rule manifest:
     input:
+        unpack(manifest_inputs),
         sections=rules.sections.output.sections,
-        metadata=raw("metadata"),
-        split=raw("split"),
     output:
         images="results/manifest/images.parquet",
         studies="results/manifest/studies.parquet",
@@ -18,9 +17,8 @@ rule manifest:
     params:
         code=code_of("manifest"),
         run_id=RUN_ID,
-        root=root_from_input,
-        trees=image_tree_args(),
-        views=" ".join(shlex.quote(v) for v in config["manifest"]["views"]),
+        source=manifest_source_args,
+        views=manifest_views(),
         min_tokens=config["manifest"]["min_tokens"],
         text_mode=config["manifest"].get("text_mode", "hierarchical"),
     priority: 10  # the chain to pretraining runs first: every imitate result waits for it
@@ -32,6 +30,6 @@ rule manifest:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "IMITATE_RULE=manifest IMITATE_WILDCARDS={wildcards:q} python -m imitate manifest --sections {input.sections} --metadata {input.metadata} --split {input.split}"
-        " --root {params.root} {params.trees} --views {params.views} --min-tokens {params.min_tokens}"
+        "IMITATE_RULE=manifest IMITATE_WILDCARDS={wildcards:q} python -m imitate manifest --sections {input.sections} {params.source}"
+        " {params.views} --min-tokens {params.min_tokens}"
         " --text-mode {params.text_mode} --out-dir results/manifest --run-id {params.run_id} > {log} 2>&1"

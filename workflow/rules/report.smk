@@ -33,6 +33,7 @@ rule report_results:
 
 rule report_counts:
     input:
+        source=rules.source_table.output.counts if TABLE_SOURCE else [],
         sections=rules.sections.output.sections,
         sections_rejects=rules.sections.output.rejects,
         manifest=rules.manifest.output.counts,

@@ -1,9 +1,10 @@
-# Reports -> Findings / Impression per study, and a reason for every report that yields neither.
+# Reports (a tree of files, or a table source's texts) -> Findings / Impression per study, and a reason for every
+# report that yields neither.
 
 
 rule sections:
     input:
-        reports=raw("reports"),
+        reports="results/source/reports.parquet" if TABLE_SOURCE else raw("reports"),
     output:
         sections="results/sections/sections.parquet",
         rejects="results/sections/rejects.parquet",
@@ -14,6 +15,7 @@ rule sections:
     params:
         code=code_of("sections"),
         run_id=RUN_ID,
+        texts="--texts" if TABLE_SOURCE else "",
         mode=config["sections"]["mode"],
         overrides=(
             f"--overrides {shlex.quote(config['sections']['overrides'])}"
@@ -29,5 +31,5 @@ rule sections:
     conda:
         "../../envs/imitate.yaml"
     shell:
-        "IMITATE_RULE=sections IMITATE_WILDCARDS={wildcards:q} python -m imitate sections {input.reports} --out {output.sections} --rejects {output.rejects}"
+        "IMITATE_RULE=sections IMITATE_WILDCARDS={wildcards:q} python -m imitate sections {params.texts} {input.reports} --out {output.sections} --rejects {output.rejects}"
         " --mode {params.mode} {params.overrides} --workers {threads} --run-id {params.run_id} > {log} 2>&1"
