@@ -132,7 +132,7 @@ def test_derived_keys_are_stable_key_safe_and_unique_per_path(tmp_path: Path):
     options = {"table": table, "kind": "binary", "labels": ["A"], "columns": {"path": "image", "patient": "patient"}}
     adapter = _adapter(tmp_path, **options)
     keys = {r["path"]: r["key"] for r in adapter.read().records.to_pylist()}
-    expected = {p: f"scan_1_{hashlib.sha1(p.encode()).hexdigest()[:8]}" for p in paths}
+    expected = {p: f"scan_1-{hashlib.sha256(p.encode()).hexdigest()[:12]}" for p in paths}
     assert keys == expected and len(set(keys.values())) == len(paths)
     assert _adapter(tmp_path, **options).read().records.equals(adapter.read().records)
 

@@ -22,13 +22,14 @@ from snakemake.utils import validate
 
 from imitate.cli import main as cli
 from imitate.commands import source_table as source_command
+from imitate.io.table_paths import path_key
 from imitate.manifest.build import build_manifest
 from imitate.preflight.checks import Plan, check_headers, check_raw_files
 from imitate.preflight.sources import data_sources
 from imitate.report.counts import StageCount, sections_count, source_count
 from imitate.sections.texts import section_texts
 from imitate.source.read import Columns
-from imitate.source.table import build_source, image_key, write_source
+from imitate.source.table import build_source, write_source
 from tests.helpers.workflow import ROOT, TINY
 
 REPORT = """                                 FINAL REPORT
@@ -200,7 +201,7 @@ def test_non_integer_ids_are_hashed_to_63_bits_and_kept_in_the_mapping(tmp_path:
         {"kind": "study", "original": "acc/1", "id": _hashed("acc/1")},
     ]
     assert result.metadata["dicom_id"].to_pylist()[0] == "x-" + hashlib.sha256(b"x.png").hexdigest()[:12]
-    assert image_key("a b/c.d.dcm") == "c-" + hashlib.sha256(b"a b/c.d.dcm").hexdigest()[:12]
+    assert path_key("a b/c.d.dcm") == "c-" + hashlib.sha256(b"a b/c.d.dcm").hexdigest()[:12]
 
 
 def test_without_a_split_column_patients_are_drawn_whole(tmp_path: Path) -> None:

@@ -12,11 +12,12 @@ image's rows are grouped by path: they must agree on everything else (``conflict
 rejects the image at its line, and ``n_input`` counts images (plus each row rejected before grouping).
 Otherwise a row is an input of its own, and a later row of an image already seen is a ``duplicate_image``.
 The key is ``columns.key`` (letters, digits, ``_`` and ``-`` only) or, without it, the file name's stem
-made key-safe plus 8 hex digits of the path's SHA-1: stable, and unique per path.
+made key-safe plus 12 hex digits of the path's SHA-256 (:func:`imitate.io.table_paths.path_key`, as the
+table source of pretraining names its images).
 
 Reject reasons, each with the table's file name and the row's line (CSV: its line in the file, the
 header being line 1; Parquet: its 1-based row): ``malformed_row`` (CSV field count), ``missing_path``,
-``path_outside_root`` (absolute or ``..``; also for a mask path), ``missing_patient_id``,
+``path_outside_root`` (climbs out with ``..`` or is absolute elsewhere; also for a mask path), ``missing_patient_id``,
 ``invalid_key``, ``unknown_split``, ``bad_label_value``, ``malformed_box``, ``malformed_mask``,
 ``conflicting_rows``, ``duplicate_image``, ``duplicate_key``; ``image_missing`` comes from
 :func:`imitate.datasets.dataset.prepare_dataset`.
@@ -24,11 +25,10 @@ header being line 1; Parquet: its 1-based row): ``malformed_row`` (CSV field cou
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from imitate.datasets.base import DatasetAdapter, DemoSpec, Parsed, raw_path, records_table, rejects_table
@@ -37,20 +37,9 @@ from imitate.datasets.table_file import TableRow, is_csv, read_rows
 from imitate.datasets.table_options import BLANK_POLICIES, parse_options
 from imitate.demo.label_table import write_label_table
 from imitate.demo.mimic import write_demo_mimic
+from imitate.io.table_paths import path_key, relative_path
 
 KEY = re.compile(r"^[A-Za-z0-9_-]+$")
-
-
-def derived_key(path: str) -> str:
-    """The key of an image without a key column: its stem, key-safe, and 8 hex digits of the path's SHA-1."""
-    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", PurePosixPath(path).name.split(".", 1)[0]).strip("_") or "image"
-    return f"{stem}_{hashlib.sha1(path.encode('utf-8')).hexdigest()[:8]}"
-
-
-def inside_root(path: str) -> str | None:
-    """``path`` normalised (``./a`` -> ``a``), or None if it is absolute or climbs out with ``..``."""
-    pure = PurePosixPath(path)
-    return None if pure.is_absolute() or ".." in pure.parts else str(pure)
 
 
 @dataclass
@@ -93,7 +82,7 @@ class Adapter(DatasetAdapter):
             rows = self._rows()
         except (OSError, ValueError):
             return ()
-        paths = (inside_root(row.cells[self.spec.columns["path"]]) for row in rows if row.problem is None)
+        paths = (relative_path(row.cells[self.spec.columns["path"]], self.root) for row in rows if row.problem is None)
         return tuple(sorted({p.split("/", 1)[0] if "/" in p else "." for p in paths if p}))
 
     def _rows(self) -> list[TableRow]:
@@ -130,7 +119,7 @@ class Adapter(DatasetAdapter):
         cell = row.cells[self.spec.columns["path"]]
         if not cell:
             return "", ("missing_path", f"column {self.spec.columns['path']!r} is blank")
-        path = inside_root(cell)
+        path = relative_path(cell, self.root)
         if path is None:
             return "", ("path_outside_root", f"{cell!r} is absolute or climbs out of root with '..'")
         if path in images and "boxes" not in self.spec.columns:
@@ -160,7 +149,7 @@ class Adapter(DatasetAdapter):
         patient = cells[columns["patient"]]
         if not patient:
             raise RowError("missing_patient_id", f"column {columns['patient']!r} is blank")
-        key = cells[columns["key"]] if "key" in columns else derived_key(path)
+        key = cells[columns["key"]] if "key" in columns else path_key(path)
         if not KEY.match(key):
             raise RowError("invalid_key", f"{key!r}: keys hold letters, digits, '_' and '-' only")
         split = split_of(self.spec, cells)

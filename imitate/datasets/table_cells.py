@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +14,7 @@ from PIL import Image, UnidentifiedImageError
 
 from imitate.datasets.masks import MASK_SEPARATOR, NO_MASK, encode_rle, rle_runs
 from imitate.datasets.table_options import REJECT, UNCERTAIN, TableSpec
+from imitate.io.table_paths import relative_path
 
 
 class RowError(Exception):
@@ -123,10 +124,10 @@ def mask_of(spec: TableSpec, root: Path, cell: str) -> str:
         except ValueError as error:
             raise RowError("malformed_mask", f"{spec.columns['mask_rle']}: {error}") from None
         return cell
-    pure = PurePosixPath(cell)
-    if pure.is_absolute() or ".." in pure.parts:
-        raise RowError("path_outside_root", f"mask {cell!r} is absolute or climbs out of root with '..'")
-    path = root / pure
+    relative = relative_path(cell, root)
+    if relative is None:
+        raise RowError("path_outside_root", f"mask {cell!r} climbs out of root with '..' or is absolute elsewhere")
+    path = root / relative
     try:
         with Image.open(path) as image:
             pixels = np.asarray(image)

@@ -23,15 +23,11 @@ manifest's ``no_split``); without a ``split`` column, patients are drawn into th
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import posixpath
-import re
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,6 +35,7 @@ import pyarrow as pa
 
 from imitate.io.files import write_json
 from imitate.io.parquet import write_table
+from imitate.io.table_paths import path_key, relative_path
 from imitate.source.read import Columns, int_ids, read_table
 
 log = logging.getLogger(__name__)
@@ -57,7 +54,6 @@ REJECTS_SCHEMA = pa.schema([
     ("path", pa.string()), ("reason", pa.string()),
 ])
 IDS_SCHEMA = pa.schema([("kind", pa.string()), ("original", pa.string()), ("id", pa.int64())])
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -69,24 +65,6 @@ class SourceResult:
     rejects: pa.Table
     ids: pa.Table
     counts: dict[str, Any]
-
-
-def image_key(path: str) -> str:
-    """The derived image id of ``path``: key-safe, and distinct for distinct paths."""
-    stem = _UNSAFE.sub("_", PurePosixPath(path).name.split(".")[0]) or "image"
-    return f"{stem}-{hashlib.sha256(path.encode('utf-8')).hexdigest()[:12]}"
-
-
-def relative_path(path: str, root: Path) -> str | None:
-    """``path`` relative to ``root`` (normalised, POSIX), or None when it lies outside it."""
-    if os.path.isabs(path):
-        base = os.path.abspath(root)
-        inside = os.path.normpath(path)
-        if os.path.commonpath([base, inside]) != base:
-            return None
-        return Path(os.path.relpath(inside, base)).as_posix()
-    rel = posixpath.normpath(path)
-    return None if rel == ".." or rel.startswith("../") else rel
 
 
 def _row_reason(row: Mapping[str, Any], root: Path) -> str | None:
@@ -136,7 +114,7 @@ def build_source(
         row["reason"] = _row_reason(row, root)
         if row["reason"] is None:
             row["path"] = relative_path(row["path"], root)
-        row["image"] = row.get("image") if columns.image else (image_key(row["path"]) if row["path"] else None)
+        row["image"] = row.get("image") if columns.image else (path_key(row["path"]) if row["path"] else None)
         row.setdefault("split", None)
         row.setdefault("view", None)
         if row["split"] is not None and row["split"] not in SPLITS:
