@@ -158,7 +158,8 @@ def test_the_card_renders_every_field_from_the_run(folder, tiny_run):
     pretrain = json.loads((tiny_run / "results/pretrain/model.safetensors.provenance.json").read_text())
     run_card = json.loads((tiny_run / "results/pretrain/model_card.json").read_text())
     assert header["license"] == "mit" and "license_name" not in header  # the demo's synthetic data: MIT
-    assert header["datasets"] == ["imitate-demo-synthetic-mimic-cxr", "chestxray14", "chexpert_5x200", "rsna", "toy"]
+    assert header["datasets"] == ["imitate-demo-synthetic-mimic-cxr", "chestxray14", "chexpert_5x200", "rsna",
+                                  "table_demo", "toy"]
     assert "**Not for clinical use.**" in body and "## Intended use" in body
     assert f"run `{pretrain['run_id']}`" in body and "resnet18" in body
     assert f"{run_card['train_images']} training and {run_card['val_images']} validation images" in body
