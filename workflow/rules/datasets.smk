@@ -24,7 +24,6 @@ for _name in used_datasets():
                 options=json.dumps(config["datasets"][_name].get("options", {}), sort_keys=True),
                 seed=config["demo"]["seed"],
             localrule: True
-            priority: 5  # every dataset is ready early: its evaluations fill the core pretraining leaves free
             resources:
                 mem_mb=res.LIGHT_MB,
                 runtime=res.LIGHT_MINUTES,
@@ -61,7 +60,6 @@ rule dataset:
             if config["evaluate"]["subsets_per_seed"]
             else ""
         ),
-    priority: 5  # every dataset is ready early: its evaluations fill the core pretraining leaves free
     resources:
         # reads label lists and checks every image file (the manifest checks 454k in 4.7 s); 180 MB in the tiny run
         mem_mb=lambda wildcards, attempt: res.megabytes(res.LIGHT_MB, attempt),
@@ -92,7 +90,6 @@ rule dataset_shards:
         cfg=config["shards"],
     # a demo copy is a few hundred images: one process, so that it fits beside a one-thread pretraining job
     threads: lambda wildcards: 1 if is_demo_dataset(wildcards.dataset) else 8
-    priority: 5  # every dataset is ready early: its evaluations fill the core pretraining leaves free
     resources:
         mem_mb=lambda wildcards, threads, attempt: res.pool_mb(threads, attempt),
         runtime=lambda wildcards, input, threads, attempt: res.shards_minutes(res.rows(input.records), threads, attempt),
