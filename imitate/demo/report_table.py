@@ -9,10 +9,9 @@ first tree), and ``report`` the study's report file verbatim. Rows in metadata o
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
+from imitate.datasets.base import write_csv
 from imitate.demo.exports import METADATA, SPLIT, found_image, image_paths, read_gz_csv, study_dir
 from imitate.demo.mimic import REPORT_FILES
 
@@ -25,19 +24,15 @@ def write_report_table(root: Path) -> Path:
     root = Path(root)
     metadata = read_gz_csv(root / METADATA)
     split = {row["dicom_id"]: row["split"] for row in read_gz_csv(root / SPLIT)}
-    text = io.StringIO()
-    writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(COLUMNS)
-    reports: dict[tuple[str, str], str] = {}
+    rows, reports = [], {}
     for row in metadata:
         subject, study, dicom = row["subject_id"], row["study_id"], row["dicom_id"]
         if (subject, study) not in reports:
             report = root / REPORT_FILES / f"{study_dir(subject, study)}.txt"
             reports[subject, study] = report.read_bytes().decode("utf-8") if report.is_file() else ""
-        writer.writerow((dicom, subject, study, row["ViewPosition"], split.get(dicom, ""),
-                         found_image(root, subject, study, dicom) or image_paths(subject, study, dicom)[0],
-                         reports[subject, study]))
+        rows.append((dicom, subject, study, row["ViewPosition"], split.get(dicom, ""),
+                     found_image(root, subject, study, dicom) or image_paths(subject, study, dicom)[0],
+                     reports[subject, study]))
     out = root / REPORT_TABLE
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(text.getvalue().encode("utf-8"))
+    write_csv(out, COLUMNS, rows)
     return out
